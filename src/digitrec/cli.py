@@ -1,0 +1,148 @@
+"""The ``digitrec`` command: argument parsing and printing over the Python API.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from digitrec.errors import DigitrecError
+
+
+def _models(args: argparse.Namespace) -> None:
+    from digitrec import models
+
+    print(f"{'name':<18} {'parameters':>11}  {'reported':<24} description")
+    for name, spec in models.REGISTRY.items():
+        count = models.parameter_count(spec.build())
+        marker = " (default)" if name == models.DEFAULT_MODEL else ""
+        print(f"{name:<18} {count:>11,}  {spec.reported:<24} {spec.summary}{marker}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from digitrec import models, train
+
+    if args.resume:
+        result = train.resume(args.resume, device=args.device, progress=not args.quiet)
+    else:
+        if args.model not in models.REGISTRY:
+            raise DigitrecError(f"unknown model {args.model!r}; `digitrec models` lists them", "--model")
+        recipe = train.with_overrides(
+            models.REGISTRY[args.model].recipe,
+            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
+            weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
+            label_smoothing=args.label_smoothing, validation=args.validation, early_stopping=args.early_stopping,
+            ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift,
+        )
+        result = train.train(args.model, recipe, data_spec=args.data, data_dir=args.data_dir, out=args.out,
+                             seed=args.seed, device=args.device, progress=not args.quiet)
+    print(f"run directory: {result.run_dir}")
+    print(f"final model:   {result.final}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from digitrec import report
+
+    result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device)
+    if args.json:
+        print(json.dumps(result.metrics))
+        return
+    m = result.metrics
+    print(f"{m['architecture']} on {m['data']}: accuracy {m['accuracy']:.2%} ({m['errors']} errors in {m['count']}), "
+          f"loss {m['loss']:.4f}, macro F1 {m['f1']:.4f}")
+    print(f"report: {result.html}")
+
+
+def _data_stats(args: argparse.Namespace) -> None:
+    import torch
+
+    from digitrec import data, plots
+
+    digits = data.load(args.data, args.part, args.data_dir)
+    counts = data.class_counts(digits)
+    print(f"{digits.name}: {len(digits)} images")
+    for digit, count in enumerate(counts):
+        print(f"  {digit}: {count:>6}  {count / max(1, len(digits)):6.2%}")
+    out = Path(args.out or f"reports/data-{digits.name.replace(':', '-')}")
+    out.mkdir(parents=True, exist_ok=True)
+    plots.class_histogram(counts, out / "class_histogram.png", f"{digits.name}: images per class")
+    sample = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:50]
+    captions = [f"label {int(digits.labels[i])}" if digits.labels[i] >= 0 else "" for i in sample]
+    plots.digit_grid(digits.images[sample], captions, out / "samples.png", f"{digits.name}: random samples")
+    print(f"plots: {out / 'class_histogram.png'}, {out / 'samples.png'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitrec", description="Handwritten digit recognition.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("models", help="list every architecture with its parameter count").set_defaults(run=_models)
+
+    data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
+    t = commands.add_parser("train", help="train a model into a run directory")
+    t.add_argument("--model", default="digitnet", help="architecture name (see `digitrec models`)")
+    t.add_argument("--data", default="mnist", help=data_help)
+    t.add_argument("--data-dir", help="folder with the MNIST files (default: $DIGITREC_DATA or the user cache)")
+    t.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    recipe = t.add_argument_group("recipe (defaults: the model's own recipe)")
+    recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"])
+    recipe.add_argument("--lr", type=float)
+    recipe.add_argument("--momentum", type=float)
+    recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    recipe.add_argument("--weight-decay", type=float)
+    recipe.add_argument("--batch-size", type=int)
+    recipe.add_argument("--epochs", type=int)
+    recipe.add_argument("--schedule", choices=["constant", "step", "plateau", "onecycle", "cosine"])
+    recipe.add_argument("--label-smoothing", type=float)
+    recipe.add_argument("--validation", type=float, help="share of the training data held out (stratified)")
+    recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="patience in epochs; 0 = off")
+    recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999); 0 = off")
+    recipe.add_argument("--rotation", type=float, metavar="DEGREES")
+    recipe.add_argument("--zoom", type=float, metavar="FRACTION")
+    recipe.add_argument("--shift", type=float, metavar="FRACTION")
+    t.set_defaults(run=_train)
+
+    e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
+    e.add_argument("model", help="checkpoint file or run directory")
+    e.add_argument("--data", default="mnist", help=data_help + " (the test part where there is one)")
+    e.add_argument("--data-dir")
+    e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(run=_evaluate)
+
+    d = commands.add_parser("data", help="inspect data sets")
+    data_commands = d.add_subparsers(dest="data_command", required=True)
+    s = data_commands.add_parser("stats", help="counts per class, class histogram and sample grid")
+    s.add_argument("--data", default="mnist", help=data_help)
+    s.add_argument("--part", default="train", choices=["train", "test"])
+    s.add_argument("--data-dir")
+    s.add_argument("--out", help="folder for the plots (default: reports/data-NAME)")
+    s.set_defaults(run=_data_stats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except DigitrecError as e:
+        print(f"digitrec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("digitrec: interrupted; a training run continues with `digitrec train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

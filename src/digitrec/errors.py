@@ -1,0 +1,22 @@
+"""The one exception type users see: what is wrong, in which file, and where."""
+
+from __future__ import annotations
+
+
+class DigitrecError(Exception):
+    """A problem with the user's input, reported as one line.
+
+    ``source`` names the file (or request, or argument), ``place`` locates the problem
+    inside it (``row 3, column pixel17``, ``byte 16``), ``reason`` says what is wrong.
+    The CLI prints ``str(error)`` and exits with code 2; the API answers 4xx.
+    """
+
+    def __init__(self, reason: str, source: str | None = None, place: str | None = None):
+        self.reason = reason
+        self.source = source
+        self.place = place
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ", ".join(str(part) for part in (self.source, self.place) if part)
+        return f"{where}: {self.reason}" if where else self.reason

@@ -1,0 +1,296 @@
+"""The model registry: every architecture of the five seed reports, by name, and digitrec's own.
+
+Each entry is a builder plus the recipe its report trained it with. Seed models keep their
+original Keras layers (``docs/seed-models.md`` gives the source of every layer and number) and
+Keras' initialisation; they return logits, and softmax lives in the loss. All models take
+``(N, 1, 28, 28)`` float images scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from digitrec.recipes import Augment, Recipe
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., nn.Module]
+    recipe: Recipe
+    summary: str
+    reported: str = ""  # the accuracy its report claims, for comparison
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+DEFAULT_MODEL = "digitnet"
+
+
+def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "") -> None:
+    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported)
+
+
+def create(name: str, **arguments) -> nn.Module:
+    """A freshly initialised model; ``arguments`` go to its builder (and are kept in checkpoints)."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; `digitrec models` lists them")
+    return REGISTRY[name].build(**arguments)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def l2_penalty(model: nn.Module) -> torch.Tensor | float:
+    """Keras-style ``l2(λ)·Σw²`` for the layers that ask for it (``layer.l2``)."""
+    terms = [m.l2 * sum(p.pow(2).sum() for p in m.parameters(recurse=False)) for m in model.modules() if getattr(m, "l2", 0)]
+    return sum(terms) if terms else 0.0
+
+
+# --- Keras building blocks -------------------------------------------------------------------
+
+
+class ChannelSoftmax(nn.Module):
+    """Keras' ``activation='softmax'`` on a conv layer: softmax over channels at every pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.softmax(dim=1)
+
+
+class LogSigmoidOutput(nn.Module):
+    """A sigmoid output layer trained with categorical cross-entropy, as Keras computes it.
+
+    Keras clips the sigmoid outputs to [1e-7, 1-1e-7] and takes their log; used as logits, the
+    usual softmax cross-entropy then gives exactly Keras' ``-log(p_y / Σ p)``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x).clamp(1e-7, 1 - 1e-7).log()
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "leaky": lambda: nn.LeakyReLU(0.3),  # Keras' LeakyReLU() default slope is 0.3, PyTorch's 0.01
+    "linear": nn.Identity,
+}
+
+
+def conv(cin: int, cout: int, kernel: int | tuple[int, int], act: str = "relu", padding: str | int = 0,
+         stride: int = 1, l2: float = 0.0) -> list[nn.Module]:
+    layer = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding)
+    layer.l2 = l2
+    return [layer, ACTIVATIONS[act]()]
+
+
+def dense(fin: int, fout: int, act: str = "relu") -> list[nn.Module]:
+    return [nn.Linear(fin, fout), ACTIVATIONS[act]()]
+
+
+def keras_model(*layers: nn.Module) -> nn.Sequential:
+    """``nn.Sequential`` initialised as Keras does: Glorot-uniform kernels, zero biases."""
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def classifier(fin: int) -> nn.Linear:
+    """The final ``Dense(10, softmax)``: logits here, softmax in the loss."""
+    return nn.Linear(fin, 10)
+
+
+# --- seed 000: Kaggle Digit Recognizer, versions 1-5 --------------------------------------
+
+SEED000 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=2, validation=0.2)
+
+
+def seed000_v1() -> nn.Module:
+    return keras_model(*conv(1, 20, 3), *conv(20, 20, 3), nn.Flatten(), *dense(24 * 24 * 20, 128), classifier(128))
+
+
+def seed000_v2() -> nn.Module:
+    return keras_model(*conv(1, 32, 3), *conv(32, 64, 3), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+                       *dense(12 * 12 * 64, 128), nn.Dropout(0.5), classifier(128))
+
+
+def seed000_v3() -> nn.Module:
+    return keras_model(*conv(1, 32, 3), *conv(32, 64, 3), nn.Dropout(0.25), nn.Flatten(),
+                       *dense(24 * 24 * 64, 128), nn.Dropout(0.5), classifier(128))
+
+
+def seed000_v4() -> nn.Module:
+    return keras_model(
+        *conv(1, 200, 2), nn.AvgPool2d(2),
+        nn.Conv2d(200, 200, 2, padding="same", groups=200),  # DepthwiseConv2D, linear
+        *conv(200, 100, 6, padding="same"),
+        nn.Conv2d(100, 10, (8, 2), padding="same"), ChannelSoftmax(),
+        nn.MaxPool2d(2), nn.Flatten(), *dense(6 * 6 * 10, 128),
+        classifier(128),  # Keras' Masking(0) here only zero-weights all-zero rows: an identity in effect
+    )
+
+
+def seed000_v5() -> nn.Module:
+    return keras_model(
+        *conv(1, 200, 2),
+        nn.Conv2d(200, 200, (1, 5), padding="same", groups=200),  # DepthwiseConv2D, linear
+        nn.Conv2d(200, 200, 4, padding="same", groups=200, bias=False),  # SeparableConv2D = depthwise…
+        *conv(200, 100, 1),  # …then pointwise, with the ReLU
+        *conv(100, 50, (5, 1)),
+        nn.Flatten(), *dense(23 * 27 * 50, 128), classifier(128),
+    )
+
+
+register("seed000-v1", seed000_v1, SEED000, "seed 000, version 1: two 3x3 convs (20) + dense 128", "val 98.3 %, Kaggle 97.0 %")
+register("seed000-v2", seed000_v2, SEED000, "seed 000, version 2: Keras' mnist_cnn (32-64 convs, pool, dropout)",
+         "val 98.8 %, Kaggle 98.567 %")
+register("seed000-v3", seed000_v3, Recipe(optimizer="adadelta", lr=1e-3, rho=0.95, eps=1e-7, batch_size=128, epochs=2,
+                                          validation=0.2),
+         "seed 000, version 3: version 2 without pooling, Adadelta", "89 %")
+register("seed000-v4", seed000_v4, SEED000, "seed 000, version 4: 200-channel 2x2 conv, depthwise, channel softmax",
+         "98 %, Kaggle 98.628 %")
+register("seed000-v5", seed000_v5, SEED000, "seed 000, version 5: depthwise + separable convs, dense 128",
+         "98 %, Kaggle 98.939 %")
+
+
+# --- seed 001: MNIST, MLP 1-10 and CNN 1-5 --------------------------------------------------
+
+
+def mlp(*hidden: tuple[int, str], input_dropout: float = 0.0, dropout: float = 0.0) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    if input_dropout:
+        layers.append(nn.Dropout(input_dropout))
+    width = 784
+    for i, (units, act) in enumerate(hidden):
+        layers += dense(width, units, act)
+        if dropout and i < len(hidden) - 1:
+            layers.append(nn.Dropout(dropout))
+        width = units
+    return keras_model(*layers, classifier(width))
+
+
+def seed001_cnn(filters: int = 32, stride: int = 1, second: bool = False, dropout: float = 0.0) -> nn.Module:
+    if second:  # conv 32 -> pool -> conv 64 -> pool: 26 -> 13 -> 11 -> 5
+        features, width = [*conv(1, 32, 3), nn.MaxPool2d(2), *conv(32, 64, 3), nn.MaxPool2d(2)], 5 * 5 * 64
+    else:
+        side = ((28 - 3) // stride + 1) // 2
+        features, width = [*conv(1, filters, 3, stride=stride), nn.MaxPool2d(2)], side * side * filters
+    head = [nn.Dropout(dropout)] if dropout else []
+    return keras_model(*features, nn.Flatten(), *head, classifier(width))
+
+
+SEED001 = Recipe(optimizer="sgd", lr=0.01, batch_size=128, epochs=30, validation=0.1)
+SEED001_CNN = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=30, validation=0.1)
+_mlp_variants = [
+    ("mlp1", lambda: mlp((50, "linear")), SEED001, "784-50-10, linear hidden layer, SGD 0.01", "92.06 %"),
+    ("mlp2", lambda: mlp((400, "linear")), SEED001, "784-400-10, linear hidden layer", "92.08 %"),
+    ("mlp3", lambda: mlp((300, "linear"), (100, "linear")), SEED001, "784-300-100-10, linear", "92.23 %"),
+    ("mlp4", lambda: mlp((400, "sigmoid")), SEED001, "784-400-10, sigmoid", "90.74 %"),
+    ("mlp5", lambda: mlp((400, "relu")), SEED001, "784-400-10, ReLU", "94.78 %"),
+    ("mlp6", lambda: mlp((400, "relu"), (300, "relu")), SEED001, "784-400-300-10, ReLU", "96.09 %"),
+    ("mlp7", lambda: mlp((400, "relu"), (300, "relu")), Recipe(optimizer="sgd", lr=0.2, epochs=30),
+     "784-400-300-10, ReLU, SGD 0.2", "98.22 %"),
+    ("mlp8", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2),
+     Recipe(optimizer="sgd", lr=0.2, epochs=30), "mlp7 with dropout 0.2, SGD 0.2", "98.51 %"),
+    ("mlp9", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2),
+     Recipe(optimizer="adam", lr=0.2, eps=1e-7, epochs=30), "mlp8 with Adam at lr 0.2 (diverges, as reported)", "10.1 %"),
+    ("mlp10", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2), SEED001_CNN,
+     "mlp8 with Adam at lr 0.001", "98.43 %"),
+    ("cnn1", lambda: seed001_cnn(), Recipe(optimizer="adam", eps=1e-7, epochs=10), "conv 32 3x3, pool, dense", "98.16 %"),
+    ("cnn2", lambda: seed001_cnn(filters=64), SEED001_CNN, "conv 64 3x3, pool, dense", "98.21 %"),
+    ("cnn3", lambda: seed001_cnn(stride=2), SEED001_CNN, "conv 32 3x3 stride 2, pool, dense", "98.01 %"),
+    ("cnn4", lambda: seed001_cnn(second=True), SEED001_CNN, "conv 32, pool, conv 64, pool, dense (keras-io)", "99.07 %"),
+    ("cnn5", lambda: seed001_cnn(second=True, dropout=0.2), SEED001_CNN, "cnn4 with dropout 0.2 before the output",
+     "99.24 %"),
+]
+for _variant, _build, _recipe, _summary, _reported in _mlp_variants:
+    register(f"seed001-{_variant}", _build, _recipe, f"seed 001, {_variant.upper()}: {_summary}", _reported)
+
+
+# --- seed 002: CNN with RMSprop and ReduceLROnPlateau ---------------------------------------
+
+
+def seed002() -> nn.Module:
+    return keras_model(
+        *conv(1, 32, 5, padding="same"), *conv(32, 32, 5, padding="same"), nn.MaxPool2d(2), nn.Dropout(0.25),
+        *conv(32, 64, 3, padding="same"), *conv(64, 64, 3, padding="same"), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), *dense(7 * 7 * 64, 256), nn.Dropout(0.5), classifier(256),
+    )
+
+
+register("seed002", seed002,
+         Recipe(optimizer="rmsprop", lr=1e-3, rho=0.9, eps=1e-8, batch_size=1000, epochs=30, schedule="plateau",
+                plateau_factor=0.5, plateau_patience=3, min_lr=1e-5, validation=0.1),
+         "seed 002: 5x5 32-32, 3x3 64-64, dense 256, RMSprop + ReduceLROnPlateau", "99.6 %")
+
+
+# --- seed 003: the overfitting study ----------------------------------------------------------
+
+
+def seed003(second: int = 64, hidden: int = 128, l2: float = 0.0) -> nn.Module:
+    return keras_model(
+        *conv(1, 32, 3, l2=l2), *conv(32, second, 3), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        *dense(12 * 12 * second, hidden), nn.Dropout(0.5), classifier(hidden),
+    )
+
+
+SEED003 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=20, validation=0.1)
+register("seed003-original", seed003, SEED003, "seed 003, original: Keras' mnist_cnn", "99.31 %")
+register("seed003-small", lambda: seed003(32, 64), SEED003, "seed 003, smaller: second conv 32, hidden 64", "99.03 %")
+register("seed003-l2", lambda: seed003(l2=0.01), SEED003, "seed 003, original with L2(0.01) on the first conv", "99.14 %")
+register("seed003-final", lambda: seed003(32, 64, l2=0.01), SEED003, "seed 003, final: smaller + L2(0.01)", "99.14 %")
+
+
+# --- seed 004: LeakyReLU CNN with augmentation ------------------------------------------------
+
+
+def seed004() -> nn.Module:
+    return keras_model(
+        *conv(1, 32, 3, "leaky", "same"), *conv(32, 32, 3, "leaky", "same"), nn.MaxPool2d(2), nn.Dropout(0.25),
+        *conv(32, 64, 3, "leaky", "same"), *conv(64, 64, 3, "leaky", "same"), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), *dense(7 * 7 * 64, 256), *dense(256, 32), nn.Linear(32, 10), LogSigmoidOutput(),
+    )
+
+
+register("seed004", seed004,
+         Recipe(optimizer="adam", eps=1e-7, batch_size=256, epochs=20, schedule="plateau", plateau_factor=0.5,
+                plateau_patience=2, min_lr=1e-5, validation=0.2, augment=Augment(rotation=10, zoom=0.1, shift=0.1)),
+         "seed 004: LeakyReLU(0.3) CNN, sigmoid output, augmentation + ReduceLROnPlateau", "val 99.32 %")
+
+
+# --- digitrec's own ------------------------------------------------------------------------------
+
+
+def conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class DigitNet(nn.Module):
+    """A small BatchNorm CNN shaped for a CPU's FLOP budget: 28 -> 14 -> 7 -> 3, then a linear head."""
+
+    def __init__(self, widths: tuple[int, int, int] | list[int] = (32, 64, 128)):
+        super().__init__()
+        a, b, c = widths
+        self.features = nn.Sequential(
+            *conv_bn(1, a), *conv_bn(a, a), nn.MaxPool2d(2),
+            *conv_bn(a, b), *conv_bn(b, b), nn.MaxPool2d(2),
+            *conv_bn(b, c), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 3 * 3, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+register("digitnet", DigitNet,
+         Recipe(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=256, epochs=12,
+                schedule="onecycle", warmup=0.2, label_smoothing=0.1, validation=1 / 12,
+                augment=Augment(rotation=10, zoom=0.1, shift=0.1)),
+         "digitrec's default: BatchNorm CNN, one-cycle SGD, augmentation, label smoothing")

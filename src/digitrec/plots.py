@@ -1,0 +1,91 @@
+"""Figures as PNG files: training curves, confusion matrix, digit grids, class histogram.
+
+Each function takes plain numbers or tensors and a path, writes the PNG and returns the path.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import torch  # noqa: E402
+
+from digitrec.data import atomic_write  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss (top) and accuracy (bottom) per epoch, train vs validation."""
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for ax, metric, label in ((loss_ax, "loss", "loss"), (acc_ax, "accuracy", "accuracy")):
+        ax.plot(epochs, [row[f"train_{metric}"] for row in history], "b-o", markersize=3, label=f"training {label}")
+        if history and f"val_{metric}" in history[0]:
+            ax.plot(epochs, [row[f"val_{metric}"] for row in history], "r-o", markersize=3, label=f"validation {label}")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", shadow=True)
+    acc_ax.set_xlabel("epoch")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix: torch.Tensor | list[list[int]], path: str | Path, title: str = "Confusion matrix") -> Path:
+    """Counts per (true, predicted) pair; rows are the true digit."""
+    cm = torch.as_tensor(matrix)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    shown = ax.imshow(cm, cmap="Reds")
+    fig.colorbar(shown, ax=ax)
+    threshold = cm.max().item() / 2
+    for true in range(cm.shape[0]):
+        for predicted in range(cm.shape[1]):
+            count = int(cm[true, predicted])
+            ax.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > threshold else "black")
+    ax.set_xticks(range(cm.shape[1]))
+    ax.set_yticks(range(cm.shape[0]))
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def digit_grid(images: torch.Tensor, captions: Sequence[str], path: str | Path, title: str = "", columns: int = 10) -> Path:
+    """A grid of 28x28 digits, each with a caption (label, prediction, confidence)."""
+    count = max(1, len(images))
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.45), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(captions[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Images per class") -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    bars = ax.bar(range(len(counts)), counts, color="tab:blue")
+    ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(range(len(counts)))
+    ax.set_xlabel("digit")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,137 @@
+"""Evaluation reports: a model on labelled digits -> metrics JSON, PNG figures, Markdown and HTML.
+
+The HTML embeds its figures, so the one file can be mailed or attached to a course submission.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digitrec import checkpoint, data, models, plots
+from digitrec.data import atomic_write
+from digitrec.errors import DigitrecError
+from digitrec.evaluate import evaluate
+
+MISTAKES_SHOWN = 60
+
+
+@dataclass
+class Report:
+    metrics: dict[str, Any]
+    markdown: Path
+    html: Path
+
+
+def default_report_dir(model_path: str | Path) -> Path:
+    """``RUN_DIR/report`` for a run directory, ``<checkpoint stem>-report`` beside a file."""
+    path = Path(model_path)
+    return path / "report" if path.is_dir() else path.with_name(f"{path.stem}-report")
+
+
+def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: str | Path | None = None,
+                   out: str | Path | None = None, device: str = "cpu") -> Report:
+    """Evaluate a checkpoint (or run directory) on the test part of ``data_spec`` and write the report."""
+    loaded = checkpoint.load(model_path)
+    digits = data.load(data_spec, "test", data_dir)
+    if not digits.labelled:
+        raise DigitrecError("evaluation needs labelled data (this set has no labels)", digits.name)
+    result = evaluate(loaded.model.to(device), digits, device=device)
+    metrics = {"model": str(model_path), "architecture": loaded.architecture, "data": digits.name, **result.metrics()}
+
+    out_dir = Path(out) if out else default_report_dir(model_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    figures = {"Confusion matrix": plots.confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion.png")}
+    wrong = result.errors[:MISTAKES_SHOWN]
+    captions = [f"true {int(result.labels[i])} → {int(result.predicted[i])}\n{float(result.confidence[i]):.0%}" for i in wrong]
+    figures[f"Misclassified (the {len(wrong)} most confident mistakes)"] = plots.digit_grid(
+        digits.images[wrong], captions, out_dir / "mistakes.png")
+    history = _history_of(checkpoint.resolve(model_path))
+    if history:
+        figures["Training curves"] = plots.training_curves(history, out_dir / "curves.png")
+    title = f"{loaded.architecture} on {digits.name}"
+    markdown = out_dir / "report.md"
+    atomic_write(markdown, _markdown(title, metrics, loaded.meta, figures, out_dir).encode())
+    page = out_dir / "report.html"
+    atomic_write(page, _html(title, metrics, loaded.meta, figures).encode())
+    return Report(metrics, markdown, page)
+
+
+def _history_of(checkpoint_path: Path) -> list[dict[str, Any]]:
+    metrics_file = checkpoint_path.parent / "metrics.jsonl"
+    if not metrics_file.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
+def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+    training = meta.get("training", {})
+    recipe = training.get("recipe", {})
+    rows = [
+        ("accuracy", f"{metrics['accuracy']:.2%} ({metrics['errors']} errors in {metrics['count']})"),
+        ("loss", f"{metrics['loss']:.4f}"),
+        ("precision / recall / F1 (macro)", f"{metrics['precision']:.4f} / {metrics['recall']:.4f} / {metrics['f1']:.4f}"),
+        ("architecture", meta["architecture"]),
+    ]
+    if meta["architecture"] in models.REGISTRY:
+        spec = models.REGISTRY[meta["architecture"]]
+        parameters = models.parameter_count(models.create(meta["architecture"], **meta.get("arguments", {})))
+        rows.append(("parameters", f"{parameters:,}"))
+        if spec.reported:
+            rows.append(("its report claimed", spec.reported))
+    if recipe:
+        rows.append(("recipe", f"{recipe['optimizer']} lr {recipe['lr']}, batch {recipe['batch_size']}, "
+                               f"{meta.get('epoch', '?')}/{recipe['epochs']} epochs, {recipe['schedule']} schedule"))
+    if "data" in meta:
+        rows.append(("trained on", f"{meta['data']['name']} ({meta['data']['count']} images, sha256 {meta['data']['checksum'][:12]}…)"))
+    versions = meta.get("versions", {})
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    return rows
+
+
+def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    return [[digit, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['accuracy']:.2%}", str(m["support"])]
+            for digit, m in metrics["per_class"].items()]
+
+
+PER_CLASS_HEADER = ["digit", "precision", "recall", "F1", "accuracy", "support"]
+
+
+def _markdown(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path], out_dir: Path) -> str:
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in _summary_rows(metrics, meta)]
+    lines += ["", "## Per class", "", "| " + " | ".join(PER_CLASS_HEADER) + " |", "|" + "---|" * len(PER_CLASS_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in _per_class_rows(metrics)]
+    for caption, path in figures.items():
+        lines += ["", f"## {caption}", "", f"![{caption}]({path.relative_to(out_dir)})"]
+    return "\n".join(lines) + "\n"
+
+
+def _html(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path]) -> str:
+    def table(rows: list[list[str]] | list[tuple[str, str]], header: list[str] | None = None) -> str:
+        head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table>{head}{body}</table>"
+
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}",
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}",
+        "img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>", table(_summary_rows(metrics, meta)),
+        "<h2>Per class</h2>", table(_per_class_rows(metrics), PER_CLASS_HEADER),
+    ]
+    for caption, path in figures.items():
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
