@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DigitrecError as e:
         print(f"digitrec: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("digitrec: interrupted; a training run continues with `digitrec train --resume RUN_DIR`", file=sys.stderr)
         return 130

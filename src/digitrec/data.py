@@ -8,8 +8,9 @@ uint8 with white ink on black, as in MNIST, and int64 labels (``-1`` where unkno
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import hashlib
+import http.client
 import io
 import os
 import struct
@@ -97,12 +98,24 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def _gunzip_if_needed(raw: bytes, source: str) -> bytes:
+    """Uncompressed bytes; a damaged gzip stream is reported with the offset where it broke."""
     if raw[:2] != b"\x1f\x8b":
         return raw
+    block = 1 << 16
+    parts, start = [], 0
+    decoder = zlib.decompressobj(wbits=31)
     try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as e:
-        raise DigitrecError(f"corrupt or truncated gzip data ({e})", source) from None
+        for start in range(0, len(raw), block):
+            parts.append(decoder.decompress(raw[start : start + block]))
+            while decoder.eof and decoder.unused_data:  # concatenated gzip members
+                rest = decoder.unused_data
+                decoder = zlib.decompressobj(wbits=31)
+                parts.append(decoder.decompress(rest))
+    except zlib.error as e:
+        raise DigitrecError(f"corrupt gzip data ({e})", source, f"byte {start} (the 64 KiB block from there)") from None
+    if not decoder.eof:
+        raise DigitrecError("gzip data ends early: the file is truncated", source, f"byte {len(raw)}")
+    return b"".join(parts)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -183,7 +196,7 @@ def download_mnist_file(stem: str, root: Path, mirrors: list[str] | None = None,
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 payload = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', e)}")
             continue
         try:
@@ -225,10 +238,8 @@ def _decoded_mnist_file(path: Path, stem: str) -> np.ndarray:
         raise DigitrecError("content does not match MNIST's published checksum; the file is corrupt or not MNIST", str(path))
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs speed
         atomic_write(cached, buffer.getvalue())
-    except OSError:
-        pass  # a read-only cache only costs speed
     return array
 
 
@@ -267,7 +278,10 @@ def load_npz(path: str | Path, part: str = "train") -> Digits:
     """Keras' ``mnist.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``); never unpickles."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DigitrecError("a single array, not an .npz archive with x_train/y_train/x_test/y_test", str(path))
+        with archive:
             images, labels = archive[f"x_{part}"], archive[f"y_{part}"]
     except KeyError:
         raise DigitrecError(f"no x_{part}/y_{part} arrays (expected Keras' mnist.npz layout)", str(path)) from None
@@ -298,19 +312,20 @@ def _kaggle_columns(header: str, source: str) -> bool:
     return labelled
 
 
-def _locate_bad_cell(lines: list[str], columns: list[str], source: str) -> DigitrecError:
+def _locate_bad_cell(lines: list[str], numbers: list[int], columns: list[str], source: str) -> DigitrecError:
     """Find the first row that the fast parser rejected and say precisely why."""
-    for number, line in enumerate(lines, start=2):
-        if not line.strip():
-            continue
+    for number, line in zip(numbers, lines, strict=True):
         cells = line.split(",")
         if len(cells) != len(columns):
             return DigitrecError(f"row has {len(cells)} values, expected {len(columns)}", source, f"line {number}")
         for name, cell in zip(columns, cells, strict=True):
             try:
-                int(cell)
+                value = int(cell)
             except ValueError:
                 return DigitrecError(f"{cell.strip()!r} is not a whole number", source, f"line {number}, column {name}")
+            if not 0 <= value <= (9 if name == "label" else 255):
+                limit = "0-9" if name == "label" else "0-255"
+                return DigitrecError(f"value {value} is outside {limit}", source, f"line {number}, column {name}")
     return DigitrecError("the file could not be parsed as CSV", source)
 
 
@@ -326,23 +341,26 @@ def load_kaggle_csv(path: str | Path) -> Digits:
     header, _, body = text.partition("\n")
     labelled = _kaggle_columns(header.rstrip("\r"), source)
     columns = (["label"] if labelled else []) + PIXEL_COLUMNS
-    try:
-        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2)
-    except ValueError:
-        raise _locate_bad_cell(body.splitlines(), columns, source) from None
-    if table.size == 0:
+    all_lines = body.splitlines()
+    numbers = [i + 2 for i, line in enumerate(all_lines) if line.strip()]  # file line numbers of the data rows
+    lines = [all_lines[n - 2] for n in numbers]
+    if not lines:
         raise DigitrecError("no data rows after the header", source)
+    try:
+        table = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2, comments=None)
+    except (ValueError, OverflowError):
+        raise _locate_bad_cell(lines, numbers, columns, source) from None
     if table.shape[1] != len(columns):
-        raise _locate_bad_cell(body.splitlines(), columns, source)
+        raise _locate_bad_cell(lines, numbers, columns, source)
     pixels = table[:, -784:]
     bad = np.argwhere((pixels < 0) | (pixels > 255))
     if len(bad):
         row, col = (int(v) for v in bad[0])
-        raise DigitrecError(f"pixel value {pixels[row, col]} is outside 0-255", source, f"line {row + 2}, column pixel{col}")
+        raise DigitrecError(f"pixel value {pixels[row, col]} is outside 0-255", source, f"line {numbers[row]}, column pixel{col}")
     labels = table[:, 0] if labelled else np.full(len(table), -1)
     bad = np.flatnonzero(labelled & ((labels < 0) | (labels > 9)))
     if len(bad):
-        raise DigitrecError(f"label {labels[bad[0]]} is outside 0-9", source, f"line {int(bad[0]) + 2}, column label")
+        raise DigitrecError(f"label {labels[bad[0]]} is outside 0-9", source, f"line {numbers[int(bad[0])]}, column label")
     images = torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 28, 28))
     return Digits(images, torch.from_numpy(labels.astype(np.int64)), path.name, hashlib.sha256(raw).hexdigest())
 
@@ -380,15 +398,15 @@ def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None =
         kind = {".npz": "npz", ".csv": "kaggle"}.get(path.suffix.lower(), "folder" if path.is_dir() else "")
     if kind == "mnist":
         return load_mnist(part, location or data_dir)
+    if kind not in ("npz", "kaggle", "folder"):
+        raise DigitrecError("unknown data source; use mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
     if not Path(location).exists():
         raise DigitrecError("no such file or folder", location or spec)
     if kind == "npz":
         return load_npz(location, part)
     if kind == "kaggle":
         return load_kaggle_csv(location)
-    if kind == "folder":
-        return load_image_folder(location)
-    raise DigitrecError("unknown data source; use mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
+    return load_image_folder(location)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

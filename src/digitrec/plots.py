@@ -14,10 +14,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from digitrec.data import atomic_write  # noqa: E402
+from digitrec.data import atomic_write
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

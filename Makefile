@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` (the main job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# A shared offline copy of MNIST beside the checkout (course machines, CI) is used when present;
+# otherwise digitrec downloads MNIST into the user cache on first use.
+export DIGITREC_DATA ?= $(firstword $(wildcard $(abspath ../shared/data/mnist)))
+
+.PHONY: run test install lint
+
+install: $(VENV)/.installed
+
+# torch goes in first, pinned to the CPU build that pip finds here, so that nothing pulls CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: install
+	@set -e; out=runs/default-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/digitrec data stats --out $$out/data; \
+	$(BIN)/digitrec train --out $$out; \
+	$(BIN)/digitrec evaluate $$out; \
+	echo; echo "Done. Report: $$out/report/report.html (and report.md beside it)"
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: install lint
+	$(BIN)/python -m pytest -q

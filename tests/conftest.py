@@ -1,0 +1,56 @@
+"""Shared fixtures: real MNIST when it is beside the checkout, small synthetic digits otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's cache untouched; one decoded-MNIST cache for the whole session."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("DIGITREC_DATA", raising=False)
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
+    return SHARED_MNIST
+
+
+def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Easy 28x28 'digits': class c is a bright bar at row 3 + 2c, shifted sideways, on noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        row = 3 + 2 * c
+        start = rng.integers(2, 8)
+        images[i, row : row + 2, start : start + 16] = 255
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture
+def synthetic_npz(tmp_path: Path) -> Path:
+    """A Keras-style mnist.npz of synthetic digits (600 train, 200 test)."""
+    x_train, y_train = synthetic_digits(600, seed=1)
+    x_test, y_test = synthetic_digits(200, seed=2)
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``digitrec`` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "digitrec", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=600)

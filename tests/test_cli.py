@@ -1,0 +1,108 @@
+"""The `digitrec` command as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    """Exit code 2 and one error line, the last thing printed (progress lines may come before it)."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("digitrec: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def test_models_lists_every_architecture_with_the_reports_parameter_counts():
+    result = run_cli("models")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "34,826" in lines["seed001-cnn5"]
+    assert "887,530" in lines["seed002"]
+    assert "437,310" in lines["seed001-mlp6"]
+    assert len([name for name in lines if name.startswith("seed")]) == 26
+    assert "(default)" in lines["digitnet"]
+
+
+def test_train_then_evaluate_writes_a_report_and_json_metrics(tmp_path: Path, synthetic_npz: Path):
+    run = tmp_path / "run"
+    trained = run_cli("train", "--model", "seed001-cnn1", "--data", f"npz:{synthetic_npz}", "--epochs", "3",
+                      "--lr", "0.003", "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch   3/3" in trained.stdout and "val loss" in trained.stdout
+    evaluated = run_cli("evaluate", str(run), "--data", f"npz:{synthetic_npz}", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert 0.9 < metrics["accuracy"] <= 1.0
+    assert {"precision", "recall", "f1", "per_class", "confusion_matrix"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == 200
+    page = (run / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # confusion, mistakes, curves: self-contained
+    assert "Per class" in (run / "report" / "report.md").read_text()
+
+
+def test_data_stats_prints_class_counts_and_writes_plots(tmp_path: Path, synthetic_npz: Path):
+    result = run_cli("data", "stats", "--data", f"npz:{synthetic_npz}", "--out", str(tmp_path / "stats"))
+    assert result.returncode == 0, result.stderr
+    assert "600 images" in result.stdout
+    assert "  3:     60" in result.stdout
+    assert (tmp_path / "stats" / "class_histogram.png").stat().st_size > 1000
+    assert (tmp_path / "stats" / "samples.png").stat().st_size > 1000
+
+
+def test_a_bad_csv_row_is_one_line_naming_file_line_and_column(tmp_path: Path):
+    csv = tmp_path / "train.csv"
+    header = "label," + ",".join(f"pixel{i}" for i in range(784))
+    csv.write_text(header + "\n" + "3," + ",".join(["0"] * 784) + "\n" + "4," + ",".join(["0"] * 10 + ["x"] + ["0"] * 773) + "\n")
+    result = run_cli("train", "--model", "seed001-cnn1", "--data", f"kaggle:{csv}", "--out", str(tmp_path / "run"))
+    _assert_one_line_error(result, str(csv), "line 3", "pixel10", "'x'")
+
+
+def test_a_pickled_model_is_refused_on_the_command_line(tmp_path: Path):
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    _assert_one_line_error(run_cli("evaluate", str(evil)), str(evil), "never unpickles")
+
+
+def test_a_bad_idx_file_is_one_line_with_its_byte_offset(tmp_path: Path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x07" + bytes(100))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes(3))
+    result = run_cli("train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"))
+    _assert_one_line_error(result, "train-images-idx3-ubyte", "byte 0", "bad magic number 0x00000807")
+
+
+def test_offline_without_mnist_says_where_to_put_the_files(tmp_path: Path):
+    empty = tmp_path / "mnist"
+    result = run_cli("data", "stats", env={"DIGITREC_DATA": str(empty), "DIGITREC_MNIST_MIRRORS": "http://127.0.0.1:9/"})
+    _assert_one_line_error(result, str(empty), "put the four MNIST files there")
+    assert not empty.exists() or not any(empty.iterdir())  # no partial download left behind
+
+
+def test_unknown_model_and_missing_checkpoint_are_bad_input(tmp_path: Path):
+    _assert_one_line_error(run_cli("train", "--model", "resnet9000"), "resnet9000")
+    _assert_one_line_error(run_cli("evaluate", str(tmp_path / "missing.safetensors")), "no such checkpoint")
+
+
+def test_seed001_cnn5_learns_real_mnist_in_one_epoch(tmp_path: Path, mnist_dir: Path):
+    run = tmp_path / "cnn5"
+    trained = run_cli("train", "--model", "seed001-cnn5", "--epochs", "1", "--data-dir", str(mnist_dir), "--out", str(run),
+                      "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    evaluated = run_cli("evaluate", str(run), "--data-dir", str(mnist_dir), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["count"] == 10_000
+    assert metrics["accuracy"] >= 0.965  # its report: 99.24 % after 30 epochs; one epoch gets ~97.5 %
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "zero"], ["evaluate"], ["fly"]])
+def test_malformed_command_lines_exit_2(argv: list[str]):
+    assert run_cli(*argv).returncode == 2

@@ -1,0 +1,126 @@
+"""Training: run directories that never lose work, reproducible numbers, every recipe knob."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitrec import checkpoint, models, train
+from digitrec.errors import DigitrecError
+from digitrec.recipes import Augment, Recipe
+
+QUICK = Recipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=3, validation=0.2)
+
+
+def _train(tmp_path: Path, npz: Path, name: str = "run", recipe: Recipe = QUICK, **kwargs) -> train.RunResult:
+    return train.train("seed001-cnn1", recipe, data_spec=f"npz:{npz}", out=tmp_path / name, progress=False,
+                       log=lambda line: None, **kwargs)
+
+
+def test_a_run_writes_config_metrics_checkpoints_state_and_curves(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz)
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.json", "metrics.jsonl", "final.safetensors", "best.safetensors", "state.safetensors", "curves.png"} <= names
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"} <= set(rows[0])
+    assert rows[-1]["val_accuracy"] > 0.9  # the synthetic digits are easy
+    meta = checkpoint.read_metadata(result.final)
+    assert meta["training"]["recipe"]["optimizer"] == "adam"
+    assert len(meta["data"]["checksum"]) == 64
+    assert meta["epoch"] == 3
+
+
+def test_same_seed_gives_the_same_numbers(tmp_path: Path, synthetic_npz: Path):
+    recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64, epochs=2,
+                    augment=Augment(rotation=10, zoom=0.1, shift=0.1), label_smoothing=0.1)
+    first = _train(tmp_path, synthetic_npz, "a", recipe)
+    second = _train(tmp_path, synthetic_npz, "b", recipe)
+    third = _train(tmp_path, synthetic_npz, "c", recipe, seed=1)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(first.history) == strip(second.history)
+    assert strip(first.history) != strip(third.history)
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic_npz: Path):
+    recipe = Recipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=3, ema=0.9,
+                    augment=Augment(rotation=5, shift=0.05), schedule="onecycle")
+    whole = _train(tmp_path, synthetic_npz, "whole", recipe)
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train("seed001-cnn1", recipe, data_spec=f"npz:{synthetic_npz}", out=tmp_path / "cut", progress=False,
+                    log=interrupt_in_epoch_2)
+    assert checkpoint.read_metadata(tmp_path / "cut" / "final.safetensors")["epoch"] == 1  # epoch 1 was kept
+    resumed = train.resume(tmp_path / "cut", progress=False, log=lambda line: None)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(resumed.history) == strip(whole.history)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(checkpoint.load(resumed.final).model(x), checkpoint.load(whole.final).model(x))
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz)
+    before = {p.name: p.read_bytes() for p in result.run_dir.iterdir()}
+    with pytest.raises(DigitrecError, match="already holds a run"):
+        _train(tmp_path, synthetic_npz)
+    assert {p.name: p.read_bytes() for p in result.run_dir.iterdir()} == before
+
+
+def test_early_stopping_ends_the_run_when_validation_stalls(tmp_path: Path, synthetic_npz: Path):
+    recipe = Recipe(optimizer="sgd", lr=1e-9, batch_size=64, epochs=10, early_stopping=2)
+    result = _train(tmp_path, synthetic_npz, recipe=recipe)
+    assert len(result.history) < 10
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adadelta"])
+def test_every_optimizer_trains_and_spares_biases_from_weight_decay(optimizer: str):
+    recipe = Recipe(optimizer=optimizer, weight_decay=1e-4)
+    built = train.make_optimizer(recipe, models.create("digitnet"))
+    decayed, spared = built.param_groups
+    assert decayed["weight_decay"] == 1e-4 and spared["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in spared["params"])
+
+
+def test_one_cycle_rises_to_the_peak_and_falls_to_zero():
+    schedule = train.LearningRate(Recipe(lr=0.1, epochs=10, schedule="onecycle", warmup=0.2), steps_per_epoch=10)
+    rates = [schedule.at(step) for step in range(100)]
+    assert rates[0] == pytest.approx(0.004)
+    assert max(rates) == pytest.approx(0.1) and rates.index(max(rates)) == 20
+    assert rates[-1] < 0.002
+
+
+def test_cosine_and_step_schedules():
+    cosine = train.LearningRate(Recipe(lr=0.1, epochs=2, schedule="cosine"), steps_per_epoch=50)
+    assert cosine.at(0) == pytest.approx(0.1) and cosine.at(50) == pytest.approx(0.05)
+    step = train.LearningRate(Recipe(lr=0.1, epochs=30, schedule="step", step_size=10, gamma=0.5), steps_per_epoch=5)
+    assert step.at(49) == pytest.approx(0.1) and step.at(50) == pytest.approx(0.05) and step.at(100) == pytest.approx(0.025)
+
+
+def test_plateau_halves_the_rate_after_patience_epochs_without_gain_as_keras_does():
+    schedule = train.LearningRate(Recipe(lr=1e-3, schedule="plateau", plateau_patience=3, plateau_factor=0.5, min_lr=3e-4),
+                                  steps_per_epoch=1)
+    for accuracy in (0.90, 0.95, 0.95, 0.95):
+        schedule.epoch_end(accuracy)
+    assert schedule.at(0) == pytest.approx(1e-3)  # two stalled epochs: not yet
+    schedule.epoch_end(0.95)
+    assert schedule.at(0) == pytest.approx(5e-4)  # third stalled epoch: halved
+    for _ in range(6):
+        schedule.epoch_end(0.95)
+    assert schedule.at(0) == pytest.approx(3e-4)  # never below min_lr
+
+
+def test_recipe_overrides_replace_only_what_is_given():
+    base = models.REGISTRY["seed004"].recipe
+    changed = train.with_overrides(base, lr=0.01, epochs=None, zoom=0.2)
+    assert changed.lr == 0.01 and changed.epochs == base.epochs
+    assert changed.augment == Augment(rotation=10, zoom=0.2, shift=0.1)
+    with pytest.raises(DigitrecError, match="unknown optimizer"):
+        train.with_overrides(base, optimizer="lion")
