@@ -25,21 +25,21 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from digitrec import models, train
+    from digitrec import models, training
 
     if args.resume:
-        result = train.resume(args.resume, device=args.device, progress=not args.quiet)
+        result = training.resume(args.resume, device=args.device, progress=not args.quiet)
     else:
         if args.model not in models.REGISTRY:
             raise DigitrecError(f"unknown model {args.model!r}; `digitrec models` lists them", "--model")
-        recipe = train.with_overrides(
+        recipe = training.with_overrides(
             models.REGISTRY[args.model].recipe,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
             weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
             label_smoothing=args.label_smoothing, validation=args.validation, early_stopping=args.early_stopping,
             ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift,
         )
-        result = train.train(args.model, recipe, data_spec=args.data, data_dir=args.data_dir, out=args.out,
+        result = training.train(args.model, recipe, data_spec=args.data, data_dir=args.data_dir, out=args.out,
                              seed=args.seed, device=args.device, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
     print(f"final model:   {result.final}")

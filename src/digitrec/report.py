@@ -15,7 +15,7 @@ from typing import Any
 from digitrec import checkpoint, data, models, plots
 from digitrec.data import atomic_write
 from digitrec.errors import DigitrecError
-from digitrec.evaluate import evaluate
+from digitrec.metrics import evaluate
 
 MISTAKES_SHOWN = 60
 

@@ -25,7 +25,7 @@ from torch import nn
 from digitrec import checkpoint, data, models
 from digitrec.augment import random_affine
 from digitrec.errors import DigitrecError
-from digitrec.evaluate import evaluate
+from digitrec.metrics import evaluate
 from digitrec.recipes import Recipe
 
 CONFIG, METRICS, FINAL, BEST, STATE = "config.json", "metrics.jsonl", "final.safetensors", "best.safetensors", "state.safetensors"

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec import checkpoint, models, train
+from digitrec import checkpoint, models, training
 from digitrec.errors import DigitrecError
 from digitrec.recipes import Augment, Recipe
 
 QUICK = Recipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=3, validation=0.2)
 
 
-def _train(tmp_path: Path, npz: Path, name: str = "run", recipe: Recipe = QUICK, **kwargs) -> train.RunResult:
-    return train.train("seed001-cnn1", recipe, data_spec=f"npz:{npz}", out=tmp_path / name, progress=False,
+def _train(tmp_path: Path, npz: Path, name: str = "run", recipe: Recipe = QUICK, **kwargs) -> training.RunResult:
+    return training.train("seed001-cnn1", recipe, data_spec=f"npz:{npz}", out=tmp_path / name, progress=False,
                        log=lambda line: None, **kwargs)
 
 
@@ -55,10 +55,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.train("seed001-cnn1", recipe, data_spec=f"npz:{synthetic_npz}", out=tmp_path / "cut", progress=False,
+        training.train("seed001-cnn1", recipe, data_spec=f"npz:{synthetic_npz}", out=tmp_path / "cut", progress=False,
                     log=interrupt_in_epoch_2)
     assert checkpoint.read_metadata(tmp_path / "cut" / "final.safetensors")["epoch"] == 1  # epoch 1 was kept
-    resumed = train.resume(tmp_path / "cut", progress=False, log=lambda line: None)
+    resumed = training.resume(tmp_path / "cut", progress=False, log=lambda line: None)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(resumed.history) == strip(whole.history)
     x = torch.rand(2, 1, 28, 28)
@@ -83,14 +83,14 @@ def test_early_stopping_ends_the_run_when_validation_stalls(tmp_path: Path, synt
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adadelta"])
 def test_every_optimizer_trains_and_spares_biases_from_weight_decay(optimizer: str):
     recipe = Recipe(optimizer=optimizer, weight_decay=1e-4)
-    built = train.make_optimizer(recipe, models.create("digitnet"))
+    built = training.make_optimizer(recipe, models.create("digitnet"))
     decayed, spared = built.param_groups
     assert decayed["weight_decay"] == 1e-4 and spared["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in spared["params"])
 
 
 def test_one_cycle_rises_to_the_peak_and_falls_to_zero():
-    schedule = train.LearningRate(Recipe(lr=0.1, epochs=10, schedule="onecycle", warmup=0.2), steps_per_epoch=10)
+    schedule = training.LearningRate(Recipe(lr=0.1, epochs=10, schedule="onecycle", warmup=0.2), steps_per_epoch=10)
     rates = [schedule.at(step) for step in range(100)]
     assert rates[0] == pytest.approx(0.004)
     assert max(rates) == pytest.approx(0.1) and rates.index(max(rates)) == 20
@@ -98,14 +98,14 @@ def test_one_cycle_rises_to_the_peak_and_falls_to_zero():
 
 
 def test_cosine_and_step_schedules():
-    cosine = train.LearningRate(Recipe(lr=0.1, epochs=2, schedule="cosine"), steps_per_epoch=50)
+    cosine = training.LearningRate(Recipe(lr=0.1, epochs=2, schedule="cosine"), steps_per_epoch=50)
     assert cosine.at(0) == pytest.approx(0.1) and cosine.at(50) == pytest.approx(0.05)
-    step = train.LearningRate(Recipe(lr=0.1, epochs=30, schedule="step", step_size=10, gamma=0.5), steps_per_epoch=5)
+    step = training.LearningRate(Recipe(lr=0.1, epochs=30, schedule="step", step_size=10, gamma=0.5), steps_per_epoch=5)
     assert step.at(49) == pytest.approx(0.1) and step.at(50) == pytest.approx(0.05) and step.at(100) == pytest.approx(0.025)
 
 
 def test_plateau_halves_the_rate_after_patience_epochs_without_gain_as_keras_does():
-    schedule = train.LearningRate(Recipe(lr=1e-3, schedule="plateau", plateau_patience=3, plateau_factor=0.5, min_lr=3e-4),
+    schedule = training.LearningRate(Recipe(lr=1e-3, schedule="plateau", plateau_patience=3, plateau_factor=0.5, min_lr=3e-4),
                                   steps_per_epoch=1)
     for accuracy in (0.90, 0.95, 0.95, 0.95):
         schedule.epoch_end(accuracy)
@@ -119,8 +119,17 @@ def test_plateau_halves_the_rate_after_patience_epochs_without_gain_as_keras_doe
 
 def test_recipe_overrides_replace_only_what_is_given():
     base = models.REGISTRY["seed004"].recipe
-    changed = train.with_overrides(base, lr=0.01, epochs=None, zoom=0.2)
+    changed = training.with_overrides(base, lr=0.01, epochs=None, zoom=0.2)
     assert changed.lr == 0.01 and changed.epochs == base.epochs
     assert changed.augment == Augment(rotation=10, zoom=0.2, shift=0.1)
     with pytest.raises(DigitrecError, match="unknown optimizer"):
-        train.with_overrides(base, optimizer="lion")
+        training.with_overrides(base, optimizer="lion")
+
+
+def test_the_python_api_trains_with_recipe_fields_as_keywords(tmp_path: Path, synthetic_npz: Path):
+    import digitrec
+
+    run = digitrec.train("seed001-cnn1", epochs=1, lr=0.003, data_spec=f"npz:{synthetic_npz}", out=tmp_path / "api",
+                         progress=False, log=lambda line: None)
+    assert run.history[0]["epoch"] == 1
+    assert digitrec.load(run.run_dir).meta["training"]["recipe"]["lr"] == 0.003

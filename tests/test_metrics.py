@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitrec.evaluate import Evaluation, confusion_matrix
+from digitrec.metrics import Evaluation, confusion_matrix
 
 
 def _evaluation(labels: list[int], predicted: list[int]) -> Evaluation:
