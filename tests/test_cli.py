@@ -106,3 +106,15 @@ def test_seed001_cnn5_learns_real_mnist_in_one_epoch(tmp_path: Path, mnist_dir: 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "zero"], ["evaluate"], ["fly"]])
 def test_malformed_command_lines_exit_2(argv: list[str]):
     assert run_cli(*argv).returncode == 2
+
+
+def test_compare_puts_several_runs_in_one_report(tmp_path: Path, synthetic_npz: Path):
+    for name, model in (("a", "seed001-cnn1"), ("b", "seed001-mlp5")):
+        trained = run_cli("train", "--model", model, "--data", f"npz:{synthetic_npz}", "--epochs", "2", "--out", str(tmp_path / name))
+        assert trained.returncode == 0, trained.stderr
+    result = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| a | seed001-cnn1 | 54,410 | 2 |" in table
+    assert "| b | seed001-mlp5 | 318,010 | 2 |" in table
+    assert "data:image/png;base64," in (tmp_path / "cmp" / "compare.html").read_text()

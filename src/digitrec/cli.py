@@ -58,6 +58,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"report: {result.html}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from digitrec import report
+
+    print(f"comparison: {report.compare_runs(args.runs, args.out)}")
+
+
 def _data_stats(args: argparse.Namespace) -> None:
     import torch
 
@@ -119,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     e.add_argument("--device", default="cpu")
     e.set_defaults(run=_evaluate)
+
+    c = commands.add_parser("compare", help="one report comparing several runs")
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--out", default="reports/compare", help="report folder (default: reports/compare)")
+    c.set_defaults(run=_compare)
 
     d = commands.add_parser("data", help="inspect data sets")
     data_commands = d.add_subparsers(dest="data_command", required=True)

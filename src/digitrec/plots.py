@@ -89,3 +89,19 @@ def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Image
     ax.set_ylabel("images")
     ax.set_title(title)
     return _save(fig, path)
+
+
+def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
+    """Validation (or training) loss and accuracy of several runs, one line each."""
+    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    for label, history in histories.items():
+        split = "val" if history and "val_accuracy" in history[0] else "train"
+        epochs = [row["epoch"] for row in history]
+        loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], "-o", markersize=3, label=f"{label} ({split})")
+        acc_ax.plot(epochs, [row[f"{split}_accuracy"] for row in history], "-o", markersize=3, label=f"{label} ({split})")
+    for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    acc_ax.set_xlabel("epoch")
+    return _save(fig, path)

@@ -62,6 +62,41 @@ def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: s
     return Report(metrics, markdown, page)
 
 
+def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
+    """One report over several runs: a table of their numbers and their curves on one figure."""
+    header = ["run", "model", "parameters", "epochs", "best val acc", "last val acc", "train seconds", "test acc"]
+    rows, histories = [], {}
+    for run_dir in map(Path, run_dirs):
+        meta = checkpoint.read_metadata(checkpoint.resolve(run_dir))
+        history = _history_of(run_dir / "final.safetensors")
+        histories[run_dir.name] = history
+        validation = [row["val_accuracy"] for row in history if "val_accuracy" in row]
+        tested = run_dir / "report" / "metrics.json"
+        test_accuracy = json.loads(tested.read_text())["accuracy"] if tested.is_file() else None
+        parameters = models.parameter_count(models.create(meta["architecture"], **meta["arguments"]))
+        rows.append([run_dir.name, meta["architecture"], f"{parameters:,}", str(len(history)),
+                     f"{max(validation):.2%}" if validation else "-", f"{validation[-1]:.2%}" if validation else "-",
+                     f"{sum(row['seconds'] for row in history):.0f}",
+                     f"{test_accuracy:.2%}" if test_accuracy is not None else "not evaluated"])
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = plots.compare_curves(histories, out_dir / "curves.png")
+    lines = ["# Comparison", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "Validation accuracy comes from each run's held-out split; test accuracy from `digitrec evaluate RUN`, where it was run.",
+              "", "![curves](curves.png)", ""]
+    atomic_write(out_dir / "compare.md", "\n".join(lines).encode())
+    page = "\n".join([
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>digitrec comparison</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}",
+        "td,th{border:1px solid #ccc;padding:4px 10px}img{max-width:100%}</style></head><body><h1>Comparison</h1>",
+        _table(rows, header),
+        f"<img alt='curves' src='data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}'></body></html>",
+    ])
+    atomic_write(out_dir / "compare.html", page.encode())
+    return out_dir / "compare.html"
+
+
 def _history_of(checkpoint_path: Path) -> list[dict[str, Any]]:
     metrics_file = checkpoint_path.parent / "metrics.jsonl"
     if not metrics_file.is_file():
@@ -115,20 +150,21 @@ def _markdown(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures
     return "\n".join(lines) + "\n"
 
 
-def _html(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path]) -> str:
-    def table(rows: list[list[str]] | list[tuple[str, str]], header: list[str] | None = None) -> str:
-        head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        return f"<table>{head}{body}</table>"
+def _table(rows: list[list[str]] | list[tuple[str, str]], header: list[str] | None = None) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
 
+
+def _html(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path]) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>",
         "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}",
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}",
         "img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>", table(_summary_rows(metrics, meta)),
-        "<h2>Per class</h2>", table(_per_class_rows(metrics), PER_CLASS_HEADER),
+        f"<h1>{html.escape(title)}</h1>", _table(_summary_rows(metrics, meta)),
+        "<h2>Per class</h2>", _table(_per_class_rows(metrics), PER_CLASS_HEADER),
     ]
     for caption, path in figures.items():
         encoded = base64.b64encode(path.read_bytes()).decode()
