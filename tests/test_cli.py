@@ -24,12 +24,19 @@ def _assert_one_line_error(result, *fragments: str) -> None:
 def test_models_lists_every_architecture_with_the_reports_parameter_counts():
     result = run_cli("models")
     assert result.returncode == 0
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    architectures, recipes = result.stdout.split("\n\n")
+    lines = {line.split()[0]: line for line in architectures.splitlines()[1:]}
     assert "34,826" in lines["seed001-cnn5"]
     assert "887,530" in lines["seed002"]
     assert "437,310" in lines["seed001-mlp6"]
     assert len([name for name in lines if name.startswith("seed")]) == 26
-    assert "(default)" in lines["digitnet"]
+    assert "digitnet" in lines
+    assert [line.split()[0] for line in recipes.splitlines()[1:]] == ["fast", "balanced", "default"]
+
+
+def test_model_and_recipe_are_alternatives():
+    result = run_cli("train", "--model", "seed002", "--recipe", "fast")
+    assert result.returncode == 2 and "not both" in result.stderr
 
 
 def test_train_then_evaluate_writes_a_report_and_json_metrics(tmp_path: Path, synthetic_npz: Path):

@@ -66,6 +66,15 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic
         assert torch.equal(checkpoint.load(resumed.final).model(x), checkpoint.load(whole.final).model(x))
 
 
+def test_keep_epochs_saves_every_epochs_model_and_elapsed_time(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz, keep_epochs=True)
+    kept = sorted(p.name for p in result.run_dir.glob("epoch-*.safetensors"))
+    assert kept == ["epoch-001.safetensors", "epoch-002.safetensors", "epoch-003.safetensors"]
+    assert checkpoint.read_metadata(result.run_dir / "epoch-002.safetensors")["epoch"] == 2
+    elapsed = [row["elapsed"] for row in result.history]
+    assert elapsed == sorted(elapsed) and elapsed[-1] == pytest.approx(sum(row["seconds"] for row in result.history))
+
+
 def test_an_existing_run_is_never_overwritten(tmp_path: Path, synthetic_npz: Path):
     result = _train(tmp_path, synthetic_npz)
     before = {p.name: p.read_bytes() for p in result.run_dir.iterdir()}
@@ -133,3 +142,20 @@ def test_the_python_api_trains_with_recipe_fields_as_keywords(tmp_path: Path, sy
                          progress=False, log=lambda line: None)
     assert run.history[0]["epoch"] == 1
     assert digitrec.load(run.run_dir).meta["training"]["recipe"]["lr"] == 0.003
+
+
+def test_an_ensemble_averages_its_members_and_a_rerun_reuses_them(tmp_path: Path, synthetic_npz: Path):
+    quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False, "log": lambda line: None}
+    result = training.train_ensemble("fast", 2, out=tmp_path / "ens", **quiet)
+    ensemble = checkpoint.load(result.final)
+    assert ensemble.architecture == "ensemble"
+    members = [checkpoint.load(tmp_path / "ens" / f"member-{i}").model for i in range(2)]
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+        assert torch.allclose(ensemble.model(x).exp(), expected, atol=1e-6)
+    first_member = (tmp_path / "ens" / "member-0" / "final.safetensors").read_bytes()
+    again = training.train_ensemble("fast", 2, out=tmp_path / "ens", **quiet)
+    assert (tmp_path / "ens" / "member-0" / "final.safetensors").read_bytes() == first_member  # not retrained
+    with torch.no_grad():
+        assert torch.allclose(checkpoint.load(again.final).model(x), ensemble.model(x))

@@ -20,8 +20,11 @@ def _models(args: argparse.Namespace) -> None:
     print(f"{'name':<18} {'parameters':>11}  {'reported':<24} description")
     for name, spec in models.REGISTRY.items():
         count = models.parameter_count(spec.build())
-        marker = " (default)" if name == models.DEFAULT_MODEL else ""
-        print(f"{name:<18} {count:>11,}  {spec.reported:<24} {spec.summary}{marker}")
+        print(f"{name:<18} {count:>11,}  {spec.reported:<24} {spec.summary}")
+    print(f"\n{'recipe':<18} {'parameters':>11}  description")
+    for name, preset in models.PRESETS.items():
+        count = models.parameter_count(models.create(preset.model, **preset.arguments))
+        print(f"{name:<18} {count:>11,}  {preset.model} {preset.arguments}: {preset.summary}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -30,19 +33,33 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume:
         result = training.resume(args.resume, device=args.device, progress=not args.quiet)
     else:
-        if args.model not in models.REGISTRY:
-            raise DigitrecError(f"unknown model {args.model!r}; `digitrec models` lists them", "--model")
+        if args.model and args.recipe:
+            raise DigitrecError("give --model (with its own recipe) or --recipe (a digitrec preset), not both", "--recipe")
+        if args.model:
+            if args.model not in models.REGISTRY:
+                raise DigitrecError(f"unknown model {args.model!r}; `digitrec models` lists them", "--model")
+            preset = models.Preset(args.model, {}, models.REGISTRY[args.model].recipe, "")
+        else:
+            preset = models.PRESETS[args.recipe or "default"]
         recipe = training.with_overrides(
-            models.REGISTRY[args.model].recipe,
+            preset.recipe,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
             weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
             label_smoothing=args.label_smoothing, validation=args.validation, early_stopping=args.early_stopping,
             ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift,
         )
-        result = training.train(args.model, recipe, data_spec=args.data, data_dir=args.data_dir, out=args.out,
-                             seed=args.seed, device=args.device, progress=not args.quiet)
+        result = training.train(preset.model, recipe, arguments=preset.arguments, data_spec=args.data, data_dir=args.data_dir, out=args.out,
+                             seed=args.seed, device=args.device, keep_epochs=args.keep_epochs, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
     print(f"final model:   {result.final}")
+
+
+def _ensemble(args: argparse.Namespace) -> None:
+    from digitrec import training
+
+    result = training.train_ensemble(args.recipe, args.members, out=args.out, seed=args.seed, data_spec=args.data,
+                                     data_dir=args.data_dir, device=args.device, progress=not args.quiet)
+    print(f"ensemble:      {result.final}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -91,13 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
     t = commands.add_parser("train", help="train a model into a run directory")
-    t.add_argument("--model", default="digitnet", help="architecture name (see `digitrec models`)")
+    t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`)")
+    t.add_argument("--recipe", choices=["fast", "balanced", "default"],
+                   help="digitrec's presets: fast (~10 s), balanced (~1 min), default (best single model, ~10 min)")
     t.add_argument("--data", default="mnist", help=data_help)
     t.add_argument("--data-dir", help="folder with the MNIST files (default: $DIGITREC_DATA or the user cache)")
     t.add_argument("--out", help="run directory (default: a new folder under runs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    t.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's checkpoint (epoch-NNN.safetensors)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     recipe = t.add_argument_group("recipe (defaults: the model's own recipe)")
     recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"])
@@ -116,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--zoom", type=float, metavar="FRACTION")
     recipe.add_argument("--shift", type=float, metavar="FRACTION")
     t.set_defaults(run=_train)
+
+    n = commands.add_parser("ensemble", help="train several models and combine them into one")
+    n.add_argument("--members", type=int, default=5)
+    n.add_argument("--recipe", default="default", choices=["fast", "balanced", "default"], help="the preset of every member")
+    n.add_argument("--data", default="mnist", help=data_help)
+    n.add_argument("--data-dir")
+    n.add_argument("--out", help="ensemble directory (default: a new folder under runs/); run again to continue it")
+    n.add_argument("--seed", type=int, default=0, help="member N is trained with seed + N")
+    n.add_argument("--device", default="auto")
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(run=_ensemble)
 
     e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
     e.add_argument("model", help="checkpoint file or run directory")

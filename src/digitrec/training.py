@@ -3,7 +3,8 @@ that never loses work (checkpoints and resumable state written atomically every 
 
 A run directory holds ``config.json`` (the resolved configuration), ``metrics.jsonl`` (one line
 per epoch), ``final.safetensors`` and ``best.safetensors`` (best validation accuracy),
-``state.safetensors`` (optimizer, schedule and random state for ``--resume``) and ``curves.png``.
+``state.safetensors`` (optimizer, schedule and random state for ``--resume``), ``curves.png`` and,
+with ``keep_epochs``, ``epoch-NNN.safetensors`` for every epoch.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def train(
     out: str | Path | None = None,
     seed: int = 0,
     device: str = "auto",
+    keep_epochs: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> RunResult:
@@ -181,6 +183,7 @@ def train(
         "data": data_spec,
         "data_dir": str(data_dir) if data_dir else None,
         "seed": seed,
+        "keep_epochs": keep_epochs,
         "created": datetime.now().isoformat(timespec="seconds"),
         "versions": checkpoint.library_versions(),
     }
@@ -238,6 +241,7 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
     images = train_set.images.to(dev)
     labels = train_set.labels.to(dev)
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
+    elapsed = history[-1]["elapsed"] if history else 0.0
     for epoch in range(start_epoch, recipe.epochs + 1):
         started = time.perf_counter()
         net.train()
@@ -279,6 +283,8 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
             result = evaluate(model_for_use, val_set, device=str(dev))
             row.update(val_loss=result.loss, val_accuracy=result.accuracy)
         row["seconds"] = time.perf_counter() - started
+        elapsed += row["seconds"]
+        row["elapsed"] = elapsed
         history.append(row)
         monitored = row.get("val_accuracy", row["train_accuracy"])
         schedule.epoch_end(monitored)
@@ -287,6 +293,9 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
         _write_jsonl(run_dir / METRICS, history)
         arguments = config["arguments"]
         checkpoint.save(run_dir / FINAL, model_for_use, config["model"], arguments, epoch=epoch, metrics=row, **meta)
+        if config.get("keep_epochs"):
+            checkpoint.save(run_dir / f"epoch-{epoch:03d}.safetensors", model_for_use, config["model"], arguments, epoch=epoch,
+                            metrics=row, **meta)
         improved = monitored > best_accuracy
         if improved:
             best_accuracy, since_best = monitored, 0
@@ -303,10 +312,48 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
             log(f"early stopping: no validation gain for {since_best} epochs")
             break
 
-    from digitrec import plots  # matplotlib is slow to import; only pay for it once a run is done
+    if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
+        from digitrec import plots
 
-    plots.training_curves(history, run_dir / "curves.png")
+        plots.training_curves(history, run_dir / "curves.png")
     return RunResult(run_dir, history)
+
+
+def train_ensemble(preset: str = "default", members: int = 5, *, out: str | Path | None = None, seed: int = 0,
+                   data_spec: str = "mnist", data_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
+                   log: Callable[[str], None] = print) -> RunResult:
+    """Train ``members`` models of a preset with seeds ``seed``, ``seed+1``, … and combine them.
+
+    Each member is an ordinary run directory (``member-N``) inside ``out``; running the same command
+    again skips finished members and resumes an interrupted one, so no member's work is lost.
+    The combined model is ``out/final.safetensors`` with architecture ``ensemble``.
+    """
+    chosen = models.PRESETS[preset]
+    out = Path(out) if out else new_run_dir(f"ensemble-{preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    histories: list[dict[str, Any]] = []
+    member_models, specs = [], []
+    for index in range(members):
+        member_dir = out / f"member-{index}"
+        label = f"member {index + 1}/{members}"
+        if not (member_dir / CONFIG).exists():
+            log(f"{label}: training {chosen.model} {chosen.arguments} with seed {seed + index}")
+            result = train(chosen.model, chosen.recipe, arguments=chosen.arguments, data_spec=data_spec, data_dir=data_dir,
+                           out=member_dir, seed=seed + index, device=device, progress=progress, log=log)
+        else:
+            log(f"{label}: continuing {member_dir}")
+            result = resume(member_dir, device=device, progress=progress, log=log)
+        histories += [{**row, "member": index} for row in result.history]
+        loaded = checkpoint.load(result.final)
+        member_models.append(loaded.model)
+        specs.append({"architecture": loaded.architecture, "arguments": loaded.meta["arguments"]})
+    ensemble = models.Ensemble(specs)
+    for target, source in zip(ensemble.members, member_models, strict=True):
+        target.load_state_dict(source.state_dict())
+    meta = checkpoint.read_metadata(out / "member-0" / FINAL)
+    checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"),
+                    training={"preset": preset, "members": members, "seed": seed}, data=meta["data"])
+    return RunResult(out, histories)
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
