@@ -19,8 +19,8 @@ def _models(args: argparse.Namespace) -> None:
 
     print(f"{'name':<18} {'parameters':>11}  {'reported':<24} description")
     for name, spec in models.REGISTRY.items():
-        count = models.parameter_count(spec.build())
-        print(f"{name:<18} {count:>11,}  {spec.reported:<24} {spec.summary}")
+        count = "members'" if spec.composite else f"{models.parameter_count(spec.build()):,}"
+        print(f"{name:<18} {count:>11}  {spec.reported:<24} {spec.summary}")
     print(f"\n{'recipe':<18} {'parameters':>11}  description")
     for name, preset in models.PRESETS.items():
         count = models.parameter_count(models.create(preset.model, **preset.arguments))
@@ -36,8 +36,9 @@ def _train(args: argparse.Namespace) -> None:
         if args.model and args.recipe:
             raise DigitrecError("give --model (with its own recipe) or --recipe (a digitrec preset), not both", "--recipe")
         if args.model:
-            if args.model not in models.REGISTRY:
-                raise DigitrecError(f"unknown model {args.model!r}; `digitrec models` lists them", "--model")
+            if args.model not in models.REGISTRY or models.REGISTRY[args.model].composite:
+                raise DigitrecError(f"unknown model {args.model!r} (ensembles come from `digitrec ensemble`); "
+                                    "`digitrec models` lists them", "--model")
             preset = models.Preset(args.model, {}, models.REGISTRY[args.model].recipe, "")
         else:
             preset = models.PRESETS[args.recipe or "default"]

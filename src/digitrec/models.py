@@ -24,14 +24,16 @@ class ModelSpec:
     recipe: Recipe
     summary: str
     reported: str = ""  # the accuracy its report claims, for comparison
+    composite: bool = False  # built from other trained models, never from scratch
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 DEFAULT_MODEL = "digitnet"
 
 
-def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "") -> None:
-    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported)
+def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "",
+             composite: bool = False) -> None:
+    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported, composite)
 
 
 def create(name: str, **arguments) -> nn.Module:
@@ -326,7 +328,8 @@ class Ensemble(nn.Module):
         return probabilities.clamp_min(1e-12).log()
 
 
-register("ensemble", Ensemble, DIGITNET_RECIPE, "several trained models averaging their probabilities (digitrec ensemble)")
+register("ensemble", Ensemble, DIGITNET_RECIPE, "several trained models averaging their probabilities (digitrec ensemble)",
+         composite=True)
 
 
 @dataclass(frozen=True)
