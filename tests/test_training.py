@@ -163,3 +163,40 @@ def test_an_ensemble_averages_its_members_and_a_rerun_reuses_them(tmp_path: Path
     assert (tmp_path / "ens" / "member-0" / "final.safetensors").read_bytes() == first_member  # not retrained
     with torch.no_grad():
         assert torch.allclose(checkpoint.load(again.final).model(x), ensemble.model(x))
+
+
+def test_digitrecs_sgd_computes_what_torch_sgd_does():
+    torch.manual_seed(0)
+    ours_model = models.create("seed001-cnn1")
+    torch_model = models.create("seed001-cnn1")
+    torch_model.load_state_dict(ours_model.state_dict())
+    recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    ours = training.make_optimizer(recipe, ours_model)
+    decay = [p for p in torch_model.parameters() if p.ndim > 1]
+    rest = [p for p in torch_model.parameters() if p.ndim <= 1]
+    reference = torch.optim.SGD([{"params": decay, "weight_decay": 1e-3}, {"params": rest, "weight_decay": 0.0}],
+                                lr=0.05, momentum=0.9, nesterov=True)
+    for _ in range(3):
+        x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        for model, optimizer in ((ours_model, ours), (torch_model, reference)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    for mine, theirs in zip(ours_model.parameters(), torch_model.parameters(), strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+
+
+def test_sgd_training_never_imports_torch_dynamo(tmp_path: Path, synthetic_npz: Path):
+    """torch._dynamo takes 1.3-2 s to import: the fast recipe cannot afford it."""
+    import subprocess
+    import sys
+
+    script = "\n".join([
+        "import sys",
+        "from digitrec import cli",
+        f"cli.main(['train', '--recipe', 'fast', '--data', 'npz:{synthetic_npz}', '--out', '{tmp_path / 'run'}', '--quiet'])",
+        "print('torch._dynamo' in sys.modules)",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
