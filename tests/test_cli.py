@@ -54,6 +54,9 @@ def test_train_then_evaluate_writes_a_report_and_json_metrics(tmp_path: Path, sy
     page = (run / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # confusion, mistakes, curves: self-contained
     assert "Per class" in (run / "report" / "report.md").read_text()
+    metrics_only = run_cli("evaluate", str(run), "--data", f"npz:{synthetic_npz}", "--no-report", "--out", str(tmp_path / "none"))
+    assert metrics_only.returncode == 0 and "accuracy" in metrics_only.stdout
+    assert not (tmp_path / "none").exists()
 
 
 def test_data_stats_prints_class_counts_and_writes_plots(tmp_path: Path, synthetic_npz: Path):

@@ -66,14 +66,16 @@ def _ensemble(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec import report
 
-    result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device)
+    result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device,
+                                   write_report=not args.no_report)
     if args.json:
         print(json.dumps(result.metrics))
         return
     m = result.metrics
     print(f"{m['architecture']} on {m['data']}: accuracy {m['accuracy']:.2%} ({m['errors']} errors in {m['count']}), "
           f"loss {m['loss']:.4f}, macro F1 {m['f1']:.4f}")
-    print(f"report: {result.html}")
+    if result.html:
+        print(f"report: {result.html}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir")
     e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.add_argument("--no-report", action="store_true", help="metrics only: no figures, no report files")
     e.add_argument("--device", default="cpu")
     e.set_defaults(run=_evaluate)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from digitrec import checkpoint, data, models, plots
+from digitrec import checkpoint, data, models
 from digitrec.data import atomic_write
 from digitrec.errors import DigitrecError
 from digitrec.metrics import evaluate
@@ -23,8 +23,8 @@ MISTAKES_SHOWN = 60
 @dataclass
 class Report:
     metrics: dict[str, Any]
-    markdown: Path
-    html: Path
+    markdown: Path | None  # None when only the metrics were asked for
+    html: Path | None
 
 
 def default_report_dir(model_path: str | Path) -> Path:
@@ -34,14 +34,21 @@ def default_report_dir(model_path: str | Path) -> Path:
 
 
 def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: str | Path | None = None,
-                   out: str | Path | None = None, device: str = "cpu") -> Report:
-    """Evaluate a checkpoint (or run directory) on the test part of ``data_spec`` and write the report."""
+                   out: str | Path | None = None, device: str = "cpu", write_report: bool = True) -> Report:
+    """Evaluate a checkpoint (or run directory) on the test part of ``data_spec`` and write the report.
+
+    With ``write_report=False`` only the metrics are computed (no files, no matplotlib).
+    """
     loaded = checkpoint.load(model_path)
     digits = data.load(data_spec, "test", data_dir)
     if not digits.labelled:
         raise DigitrecError("evaluation needs labelled data (this set has no labels)", digits.name)
     result = evaluate(loaded.model.to(device), digits, device=device)
     metrics = {"model": str(model_path), "architecture": loaded.architecture, "data": digits.name, **result.metrics()}
+    if not write_report:
+        return Report(metrics, None, None)
+
+    from digitrec import plots  # matplotlib is slow to import: only when figures are drawn
 
     out_dir = Path(out) if out else default_report_dir(model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +85,8 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
                      f"{max(validation):.2%}" if validation else "-", f"{validation[-1]:.2%}" if validation else "-",
                      f"{sum(row['seconds'] for row in history):.0f}",
                      f"{test_accuracy:.2%}" if test_accuracy is not None else "not evaluated"])
+    from digitrec import plots
+
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = plots.compare_curves(histories, out_dir / "curves.png")

@@ -288,41 +288,10 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
     elapsed = history[-1]["elapsed"] if history else 0.0
     for epoch in range(start_epoch, recipe.epochs + 1):
         started = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(images), generator=generator).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
         bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress)
-        for step in range(steps_per_epoch):
-            batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            x = images[batch].unsqueeze(1).float().div_(255)
-            if recipe.augment.active:
-                x = random_affine(x, recipe.augment, generator)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[batch]
-            lr = schedule.at((epoch - 1) * steps_per_epoch + step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            logits = net(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) + models.l2_penalty(net)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update(net)
-            loss_sum += loss.detach() * len(batch)
-            correct += (logits.argmax(1) == y).sum()
-            bar.update()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{float(correct) / ((step + 1) * recipe.batch_size):.2%}")
+        row = _train_epoch(net, optimizer, schedule, ema, recipe, images, labels, generator, epoch, bar)
         bar.close()
         model_for_use = ema.model if ema is not None else net
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(loss_sum) / len(images),
-            "train_accuracy": float(correct) / len(images),
-            "lr": lr,
-        }
         if val_set is not None:
             result = evaluate(model_for_use, val_set, device=str(dev))
             row.update(val_loss=result.loss, val_accuracy=result.accuracy)
@@ -398,6 +367,39 @@ def train_ensemble(preset: str = "default", members: int = 5, *, out: str | Path
     checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"),
                     training={"preset": preset, "members": members, "seed": seed}, data=meta["data"])
     return RunResult(out, histories)
+
+
+def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer | SGD, schedule: LearningRate, ema: EMA | None, recipe: Recipe,
+                 images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, epoch: int, bar: Any) -> dict[str, Any]:
+    """One pass over the shuffled training set; returns the epoch's training metrics."""
+    net.train()
+    steps = math.ceil(len(images) / recipe.batch_size)
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    for step in range(steps):
+        batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+        x = images[batch].unsqueeze(1).float().div_(255)
+        if recipe.augment.active:
+            x = random_affine(x, recipe.augment, generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[batch]
+        lr = schedule.at((epoch - 1) * steps + step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) + models.l2_penalty(net)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update(net)
+        loss_sum += loss.detach() * len(batch)
+        correct += (logits.argmax(1) == y).sum()
+        bar.update()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{float(correct) / ((step + 1) * recipe.batch_size):.2%}")
+    return {"epoch": epoch, "train_loss": float(loss_sum) / len(images), "train_accuracy": float(correct) / len(images), "lr": lr}
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
