@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from digitrec.data import atomic_write
 
@@ -40,6 +41,7 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: 
         ax.grid(alpha=0.3)
         ax.legend(loc="best", shadow=True)
     acc_ax.set_xlabel("epoch")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -104,4 +106,5 @@ def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | P
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     acc_ax.set_xlabel("epoch")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
