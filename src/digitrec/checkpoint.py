@@ -85,22 +85,29 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return _parse(path)[1]
 
 
-def _parse(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and header metadata of a safetensors file; any problem is one DigitrecError."""
     source = str(path)
     try:
         blob = Path(path).read_bytes()
     except IsADirectoryError:
-        raise DigitrecError("is a folder, not a checkpoint file", source) from None
+        raise DigitrecError(f"is a folder, not a {what} file", source) from None
     except OSError as e:
-        raise DigitrecError(f"cannot read checkpoint ({e.strerror or e})", source) from None
+        raise DigitrecError(f"cannot read {what} ({e.strerror or e})", source) from None
     _refuse_non_safetensors(blob, source)
     try:
         tensors = safetensors.torch.load(blob)
         header = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
     except Exception as e:  # the safetensors parser raises its own error types for damaged files
-        raise DigitrecError(f"damaged safetensors file ({str(e).splitlines()[0]})", source) from None
+        raise DigitrecError(f"damaged {what} ({str(e).splitlines()[0]})", source) from None
+    return tensors, header.get("__metadata__") or {}
+
+
+def _parse(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    source = str(path)
+    tensors, metadata = _read_safetensors(path, "checkpoint")
     try:
-        meta = json.loads(header.get("__metadata__", {})["digitrec"])
+        meta = json.loads(metadata["digitrec"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise DigitrecError("safetensors file without digitrec metadata (architecture, preprocessing)", source) from None
     if meta.get("format") != FORMAT or not isinstance(meta.get("arguments"), dict):
@@ -180,15 +187,8 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    source = str(path)
+    tensors, metadata = _read_safetensors(path, "training state")
     try:
-        blob = Path(path).read_bytes()
-    except OSError as e:
-        raise DigitrecError(f"cannot read training state ({e.strerror or e})", source) from None
-    _refuse_non_safetensors(blob, source)
-    try:
-        tensors = safetensors.torch.load(blob)
-        header = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
-        return _unflatten(json.loads(header["__metadata__"]["state"]), tensors)
-    except Exception as e:  # any damage to a state file means the run cannot resume from it
-        raise DigitrecError(f"damaged training state ({str(e).splitlines()[0]})", source) from None
+        return _unflatten(json.loads(metadata["state"]), tensors)
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise DigitrecError(f"damaged training state (no valid state record: {e})", str(path)) from None
