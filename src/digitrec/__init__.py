@@ -27,12 +27,13 @@ __all__ = ["Augment", "Checkpoint", "DigitrecError", "Digits", "Recipe", "RunRes
 def train(model: str = models.DEFAULT_MODEL, recipe: Recipe | None = None, **options: Any) -> RunResult:
     """Train a registered model; recipe fields (``epochs=3``, ``lr=0.01``…) may be given as keywords.
 
-    Other keywords (``data_spec``, ``data_dir``, ``out``, ``seed``, ``device``, ``progress``) go to
+    Other keywords (``data_spec``, ``data_dir``, ``out``, ``seed``, ``device``, ``keep_epochs``, ``progress``) go to
     :func:`digitrec.training.train`.
     """
     from digitrec import training
 
-    run_options = {k: options.pop(k) for k in ("data_spec", "data_dir", "out", "seed", "device", "progress", "log", "arguments")
+    run_options = {k: options.pop(k) for k in ("data_spec", "data_dir", "out", "seed", "device", "keep_epochs", "progress", "log",
+                                               "arguments")
                    if k in options}
     if model not in models.REGISTRY:
         raise DigitrecError(f"unknown model {model!r}; `digitrec models` lists them")
