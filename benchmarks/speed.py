@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from digitrec import checkpoint, data, models
+from digitrec import checkpoint, data, models, training
 from digitrec.metrics import evaluate
 
 THRESHOLDS = (0.990, 0.995, 0.997)
@@ -55,7 +55,7 @@ def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) ->
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    history = training.read_history(out)
     overhead = wall - history[-1]["elapsed"]  # start-up before the first epoch and the tail after the last
     reached: dict[float, float | None] = dict.fromkeys(THRESHOLDS)
     accuracy = 0.0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from digitrec import checkpoint, data, models
+from digitrec import checkpoint, data, models, training
 from digitrec.data import atomic_write
 from digitrec.errors import DigitrecError
 from digitrec.metrics import evaluate
@@ -63,9 +63,10 @@ def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: s
         figures["Training curves"] = plots.training_curves(history, out_dir / "curves.png")
     title = f"{loaded.architecture} on {digits.name}"
     markdown = out_dir / "report.md"
-    atomic_write(markdown, _markdown(title, metrics, loaded.meta, figures, out_dir).encode())
+    summary = _summary_rows(metrics, loaded.meta, models.parameter_count(loaded.model))
+    atomic_write(markdown, _markdown(title, summary, metrics, figures, out_dir).encode())
     page = out_dir / "report.html"
-    atomic_write(page, _html(title, metrics, loaded.meta, figures).encode())
+    atomic_write(page, _html(title, summary, metrics, figures).encode())
     return Report(metrics, markdown, page)
 
 
@@ -107,16 +108,14 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
 
 
 def _history_of(checkpoint_path: Path) -> list[dict[str, Any]]:
-    metrics_file = checkpoint_path.parent / "metrics.jsonl"
-    if not metrics_file.is_file():
-        return []
+    """The training history beside a checkpoint; a report goes without curves rather than fail on it."""
     try:
-        return [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        return training.read_history(checkpoint_path.parent)
     except (OSError, json.JSONDecodeError):
         return []
 
 
-def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any], parameters: int) -> list[tuple[str, str]]:
     training = meta.get("training", {})
     recipe = training.get("recipe", {})
     rows = [
@@ -124,13 +123,11 @@ def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any]) -> list[tuple[s
         ("loss", f"{metrics['loss']:.4f}"),
         ("precision / recall / F1 (macro)", f"{metrics['precision']:.4f} / {metrics['recall']:.4f} / {metrics['f1']:.4f}"),
         ("architecture", meta["architecture"]),
+        ("parameters", f"{parameters:,}"),
     ]
-    if meta["architecture"] in models.REGISTRY:
-        spec = models.REGISTRY[meta["architecture"]]
-        parameters = models.parameter_count(models.create(meta["architecture"], **meta.get("arguments", {})))
-        rows.append(("parameters", f"{parameters:,}"))
-        if spec.reported:
-            rows.append(("its report claimed", spec.reported))
+    reported = models.REGISTRY[meta["architecture"]].reported  # load() has refused unknown architectures
+    if reported:
+        rows.append(("its report claimed", reported))
     if recipe:
         rows.append(("recipe", f"{recipe['optimizer']} lr {recipe['lr']}, batch {recipe['batch_size']}, "
                                f"{meta.get('epoch', '?')}/{recipe['epochs']} epochs, {recipe['schedule']} schedule"))
@@ -149,9 +146,9 @@ def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
 PER_CLASS_HEADER = ["digit", "precision", "recall", "F1", "accuracy", "support"]
 
 
-def _markdown(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path], out_dir: Path) -> str:
+def _markdown(title: str, summary: list[tuple[str, str]], metrics: dict[str, Any], figures: dict[str, Path], out_dir: Path) -> str:
     lines = [f"# {title}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in _summary_rows(metrics, meta)]
+    lines += [f"| {name} | {value} |" for name, value in summary]
     lines += ["", "## Per class", "", "| " + " | ".join(PER_CLASS_HEADER) + " |", "|" + "---|" * len(PER_CLASS_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _per_class_rows(metrics)]
     for caption, path in figures.items():
@@ -165,14 +162,14 @@ def _table(rows: list[list[str]] | list[tuple[str, str]], header: list[str] | No
     return f"<table>{head}{body}</table>"
 
 
-def _html(title: str, metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str, Path]) -> str:
+def _html(title: str, summary: list[tuple[str, str]], metrics: dict[str, Any], figures: dict[str, Path]) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>",
         "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}",
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}",
         "img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>", _table(_summary_rows(metrics, meta)),
+        f"<h1>{html.escape(title)}</h1>", _table(summary),
         "<h2>Per class</h2>", _table(_per_class_rows(metrics), PER_CLASS_HEADER),
     ]
     for caption, path in figures.items():

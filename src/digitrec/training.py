@@ -188,6 +188,14 @@ def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
     return candidate
 
 
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run directory's per-epoch metrics (``metrics.jsonl``), oldest first; [] if it has none."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     data.atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
@@ -278,8 +286,7 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
         torch.set_rng_state(state["rng"])
         generator.set_state(state["generator"])
         best_accuracy, since_best, start_epoch = state["best_accuracy"], state["since_best"], state["epoch"] + 1
-        history = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
-        history = [row for row in history if row["epoch"] < start_epoch]
+        history = [row for row in read_history(run_dir) if row["epoch"] < start_epoch]
         log(f"resuming {run_dir} at epoch {start_epoch}/{recipe.epochs}")
 
     images = train_set.images.to(dev)
@@ -345,7 +352,7 @@ def train_ensemble(preset: str = "default", members: int = 5, *, out: str | Path
     out = Path(out) if out else new_run_dir(f"ensemble-{preset}")
     out.mkdir(parents=True, exist_ok=True)
     histories: list[dict[str, Any]] = []
-    member_models, specs = [], []
+    loaded_members: list[checkpoint.Checkpoint] = []
     for index in range(members):
         member_dir = out / f"member-{index}"
         label = f"member {index + 1}/{members}"
@@ -357,13 +364,12 @@ def train_ensemble(preset: str = "default", members: int = 5, *, out: str | Path
             log(f"{label}: continuing {member_dir}")
             result = resume(member_dir, device=device, progress=progress, log=log)
         histories += [{**row, "member": index} for row in result.history]
-        loaded = checkpoint.load(result.final)
-        member_models.append(loaded.model)
-        specs.append({"architecture": loaded.architecture, "arguments": loaded.meta["arguments"]})
+        loaded_members.append(checkpoint.load(result.final))
+    specs = [{"architecture": m.architecture, "arguments": m.meta["arguments"]} for m in loaded_members]
     ensemble = models.Ensemble(specs)
-    for target, source in zip(ensemble.members, member_models, strict=True):
-        target.load_state_dict(source.state_dict())
-    meta = checkpoint.read_metadata(out / "member-0" / FINAL)
+    for target, source in zip(ensemble.members, loaded_members, strict=True):
+        target.load_state_dict(source.model.state_dict())
+    meta = loaded_members[0].meta
     checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"),
                     training={"preset": preset, "members": members, "seed": seed}, data=meta["data"])
     return RunResult(out, histories)
