@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from digitrec import checkpoint, data, models, training
-from digitrec.metrics import evaluate
+from digitrec import checkpoint, data, models
+from digitrec.inference import TorchEngine
+from digitrec.metrics import Evaluation, read_history
 
 THRESHOLDS = (0.990, 0.995, 0.997)
 
@@ -55,12 +56,13 @@ def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) ->
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    history = training.read_history(out)
+    history = read_history(out)
     overhead = wall - history[-1]["elapsed"]  # start-up before the first epoch and the tail after the last
     reached: dict[float, float | None] = dict.fromkeys(THRESHOLDS)
     accuracy = 0.0
     for row in history:
-        accuracy = evaluate(checkpoint.load(out / f"epoch-{row['epoch']:03d}.safetensors").model, test).accuracy
+        logits = TorchEngine.open(out / f"epoch-{row['epoch']:03d}.safetensors").logits(test.images)
+        accuracy = Evaluation.from_logits(logits, test.labels).accuracy
         for threshold in THRESHOLDS:
             if reached[threshold] is None and accuracy >= threshold:
                 reached[threshold] = overhead + row["elapsed"]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
 from digitrec.metrics import Evaluation, confusion_matrix
 
 
 def _evaluation(labels: list[int], predicted: list[int]) -> Evaluation:
-    probabilities = torch.nn.functional.one_hot(torch.tensor(predicted), 10).float() * 0.9 + 0.01
-    return Evaluation(torch.tensor(labels), probabilities, loss=0.5)
+    probabilities = np.eye(10)[predicted] * 0.9 + 0.01
+    return Evaluation(np.array(labels), probabilities, loss=0.5)
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
-    cm = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]))
+    cm = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
     assert cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 1 and cm[2, 2] == 1
     assert cm.sum() == 4
 
@@ -38,3 +38,13 @@ def test_errors_are_listed_most_confident_first():
     evaluation = _evaluation([0, 1, 2], [5, 1, 7])
     evaluation.probabilities[2, 7] = 0.99
     assert evaluation.errors.tolist() == [2, 0]
+
+
+def test_loss_from_logits_is_the_mean_cross_entropy():
+    torch = pytest.importorskip("torch")
+    logits = np.array([[2.0, -1.0, 0.5] + [0.0] * 7, [30.0, -40.0] + [0.0] * 8], dtype=np.float32)
+    labels = np.array([2, 1])
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    evaluation = Evaluation.from_logits(logits, labels)
+    assert evaluation.loss == pytest.approx(expected, rel=1e-6)  # stable even where a probability underflows
+    assert np.allclose(evaluation.probabilities.sum(1), 1.0)

@@ -56,6 +56,8 @@ def save(path: str | Path, model: nn.Module, architecture: str, arguments: dict[
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
         "arguments": arguments,
+        "parameters": models.parameter_count(model),
+        "reported": models.REGISTRY[architecture].reported if architecture in models.REGISTRY else "",
         "preprocessing": PREPROCESSING,
         "labels": LABELS,
         "versions": library_versions(),

@@ -6,12 +6,17 @@ Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 inter
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digitrec.errors import DigitrecError
+
+if TYPE_CHECKING:
+    from digitrec.predict import Reading
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -67,7 +72,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from digitrec import report
 
     result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device,
-                                   write_report=not args.no_report)
+                                   write_report=not args.no_report, engine=args.engine)
     if args.json:
         print(json.dumps(result.metrics))
         return
@@ -78,6 +83,58 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"report: {result.html}")
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from digitrec import images, predict
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise DigitrecError(f"{args.threshold} is not a probability (0-1)", "--threshold")
+    reader = predict.load(args.model, args.engine, args.threshold)
+    if args.images == ["-"]:
+        try:
+            inputs: list = [images.open_image(io.BytesIO(sys.stdin.buffer.read()))]
+        except DigitrecError as e:
+            raise DigitrecError(e.reason, "stdin") from None
+        names = ["-"]
+    else:
+        inputs = predict.image_files(args.images)
+        names = [str(path) for path in inputs]
+    failed = 0
+    for item, name in zip(inputs, names, strict=True):
+        try:
+            reading = reader.read([item], multi=args.multi, save_preprocessed=args.save_preprocessed, names=[name])[0]
+        except DigitrecError as e:  # one bad file among many: say so and read the rest
+            print(f"digitrec: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps(reading.to_dict()) if args.json else _reading_line(reading), flush=True)
+    if failed:
+        raise DigitrecError(f"{failed} of {len(inputs)} image(s) could not be read")
+
+
+def _reading_line(reading: Reading) -> str:
+    flag = f"  uncertain: {reading.reason}" if reading.uncertain else ""
+    if reading.number is not None:
+        parts = " ".join(f"{d.digit} ({d.confidence:.0%})" for d in reading.digits)
+        return f"{reading.source}: {reading.number or '-'}  {reading.confidence:.1%}  [{parts}]{flag}"
+    if reading.digit is None:
+        return f"{reading.source}: -{flag}"
+    top3 = ", ".join(f"{d} {p:.1%}" for d, p in reading.top3)
+    return f"{reading.source}: {reading.digit}  {reading.confidence:.1%}  (top 3: {top3}){flag}"
+
+
+def _submit(args: argparse.Namespace) -> None:
+    from digitrec import predict
+
+    rows = predict.load(args.model, args.engine).write_submission(args.test, args.out)
+    print(f"{args.out}: {rows} predictions (ImageId,Label)")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from digitrec.export import export_onnx
+
+    print(f"ONNX model: {export_onnx(args.model, args.onnx)}")
+
+
 def _compare(args: argparse.Namespace) -> None:
     from digitrec import report
 
@@ -85,7 +142,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _data_stats(args: argparse.Namespace) -> None:
-    import torch
+    import numpy as np
 
     from digitrec import data, plots
 
@@ -97,7 +154,7 @@ def _data_stats(args: argparse.Namespace) -> None:
     out = Path(args.out or f"reports/data-{digits.name.replace(':', '-')}")
     out.mkdir(parents=True, exist_ok=True)
     plots.class_histogram(counts, out / "class_histogram.png", f"{digits.name}: images per class")
-    sample = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:50]
+    sample = np.random.default_rng(0).permutation(len(digits))[:50]
     captions = [f"label {int(digits.labels[i])}" if digits.labels[i] >= 0 else "" for i in sample]
     plots.digit_grid(digits.images[sample], captions, out / "samples.png", f"{digits.name}: random samples")
     print(f"plots: {out / 'class_histogram.png'}, {out / 'samples.png'}")
@@ -109,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list every architecture with its parameter count").set_defaults(run=_models)
 
+    engine_help = "auto: ONNX Runtime on an .onnx file or a run directory's current final.onnx, else PyTorch"
     data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
     t = commands.add_parser("train", help="train a model into a run directory")
     t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`)")
@@ -152,14 +210,37 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(run=_ensemble)
 
     e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
-    e.add_argument("model", help="checkpoint file or run directory")
+    e.add_argument("model", help="checkpoint file, run directory or exported .onnx file")
     e.add_argument("--data", default="mnist", help=data_help + " (the test part where there is one)")
     e.add_argument("--data-dir")
     e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     e.add_argument("--no-report", action="store_true", help="metrics only: no figures, no report files")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     e.set_defaults(run=_evaluate)
+
+    p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin")
+    p.add_argument("model", help="run directory, checkpoint or exported .onnx file")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF), folders, or -")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
+    p.add_argument("--threshold", type=float, default=0.8, help="flag readings less confident than this (default 0.8)")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
+    p.set_defaults(run=_predict)
+
+    k = commands.add_parser("submit", help="a Kaggle Digit Recognizer submission for test.csv")
+    k.add_argument("model", help="run directory, checkpoint or exported .onnx file")
+    k.add_argument("--test", required=True, help="the competition's test.csv (pixel0..pixel783)")
+    k.add_argument("-o", "--out", default="submission.csv", help="where to write ImageId,Label (default submission.csv)")
+    k.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
+    k.set_defaults(run=_submit)
+
+    x = commands.add_parser("export", help="export a model to ONNX")
+    x.add_argument("model", help="run directory or checkpoint")
+    x.add_argument("--onnx", metavar="OUT.onnx", help="output file (default: RUN_DIR/final.onnx or beside the checkpoint)")
+    x.set_defaults(run=_export)
 
     c = commands.add_parser("compare", help="one report comparing several runs")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from digitrec.errors import DigitrecError
 
@@ -48,8 +47,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".ti
 class Digits:
     """A labelled (or unlabelled) set of 28x28 digit images."""
 
-    images: torch.Tensor  # (N, 28, 28) uint8, white ink on black
-    labels: torch.Tensor  # (N,) int64, -1 where unknown
+    images: np.ndarray  # (N, 28, 28) uint8, white ink on black
+    labels: np.ndarray  # (N,) int64, -1 where unknown
     name: str  # where they came from, for reports
     checksum: str  # identifies the exact data; recorded in checkpoints
 
@@ -60,7 +59,7 @@ class Digits:
     def labelled(self) -> bool:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
-    def subset(self, index: torch.Tensor, name: str | None = None) -> Digits:
+    def subset(self, index: np.ndarray, name: str | None = None) -> Digits:
         return Digits(self.images[index], self.labels[index], name or self.name, self.checksum)
 
 
@@ -261,7 +260,7 @@ def load_mnist(part: str = "train", data_dir: str | Path | None = None, download
     if len(images) != len(labels):
         raise DigitrecError(f"{len(images)} images but {len(labels)} labels", str(root))
     digest = hashlib.sha256("".join(MNIST_FILES[f"{PARTS[part]}-{k}"][1] for k in ("images-idx3-ubyte", "labels-idx1-ubyte")).encode())
-    return Digits(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), f"mnist-{part}", digest.hexdigest())
+    return Digits(images, labels.astype(np.int64), f"mnist-{part}", digest.hexdigest())
 
 
 # --- other sources ------------------------------------------------------------------------
@@ -291,7 +290,7 @@ def load_npz(path: str | Path, part: str = "train") -> Digits:
         raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, 28, 28) uint8", str(path))
     if labels.shape != (len(images),) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
         raise DigitrecError(f"y_{part} must hold {len(images)} labels in 0-9", str(path))
-    return Digits(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), f"{path.name}:{part}", _file_checksum(path))
+    return Digits(np.array(images), labels.astype(np.int64), f"{path.name}:{part}", _file_checksum(path))
 
 
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(784)]
@@ -361,8 +360,8 @@ def load_kaggle_csv(path: str | Path) -> Digits:
     bad = np.flatnonzero(labelled & ((labels < 0) | (labels > 9)))
     if len(bad):
         raise DigitrecError(f"label {labels[bad[0]]} is outside 0-9", source, f"line {numbers[int(bad[0])]}, column label")
-    images = torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 28, 28))
-    return Digits(images, torch.from_numpy(labels.astype(np.int64)), path.name, hashlib.sha256(raw).hexdigest())
+    images = pixels.astype(np.uint8).reshape(-1, 28, 28)
+    return Digits(images, labels.astype(np.int64), path.name, hashlib.sha256(raw).hexdigest())
 
 
 def load_image_folder(root: str | Path) -> Digits:
@@ -379,8 +378,8 @@ def load_image_folder(root: str | Path) -> Digits:
             labels += [digit] * len(found)
     if not paths:
         raise DigitrecError("no images found in subfolders 0-9 (expected DIR/<digit>/*.png)", str(root))
-    images = torch.from_numpy(np.stack([to_mnist(p) for p in paths]))
-    return Digits(images, torch.tensor(labels), root.name, _file_checksum(*paths))
+    images = np.stack([to_mnist(p) for p in paths]) if paths else np.zeros((0, 28, 28), np.uint8)
+    return Digits(images, np.array(labels, dtype=np.int64), root.name, _file_checksum(*paths))
 
 
 def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None = None) -> Digits:
@@ -409,19 +408,16 @@ def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None =
     return load_image_folder(location)
 
 
-def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation) with ``fraction`` of each class held out, reproducibly."""
-    generator = torch.Generator().manual_seed(seed)
-    held_out = []
-    for digit in labels.unique(sorted=True):
-        members = (labels == digit).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        held_out.append(members[: round(len(members) * fraction)])
-    validation = torch.cat(held_out).sort().values
-    keep = torch.ones(len(labels), dtype=torch.bool)
+    generator = np.random.default_rng(seed)
+    held_out = [generator.permutation(np.flatnonzero(labels == digit))[: round(int((labels == digit).sum()) * fraction)]
+                for digit in np.unique(labels)]
+    validation = np.sort(np.concatenate(held_out)) if held_out else np.zeros(0, np.int64)
+    keep = np.ones(len(labels), dtype=bool)
     keep[validation] = False
-    return keep.nonzero().flatten(), validation
+    return np.flatnonzero(keep), validation
 
 
 def class_counts(digits: Digits) -> list[int]:
-    return torch.bincount(digits.labels[digits.labels >= 0], minlength=10).tolist()
+    return np.bincount(digits.labels[digits.labels >= 0], minlength=10).tolist()

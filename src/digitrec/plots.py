@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 from matplotlib.ticker import MaxNLocator
 
 from digitrec.data import atomic_write
@@ -47,13 +47,13 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: 
     return _save(fig, path)
 
 
-def confusion_matrix(matrix: torch.Tensor | list[list[int]], path: str | Path, title: str = "Confusion matrix") -> Path:
+def confusion_matrix(matrix: np.ndarray | list[list[int]], path: str | Path, title: str = "Confusion matrix") -> Path:
     """Counts per (true, predicted) pair; rows are the true digit."""
-    cm = torch.as_tensor(matrix)
+    cm = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(8, 7))
     shown = ax.imshow(cm, cmap="Reds")
     fig.colorbar(shown, ax=ax)
-    threshold = cm.max().item() / 2
+    threshold = cm.max() / 2
     for true in range(cm.shape[0]):
         for predicted in range(cm.shape[1]):
             count = int(cm[true, predicted])
@@ -67,7 +67,7 @@ def confusion_matrix(matrix: torch.Tensor | list[list[int]], path: str | Path, t
     return _save(fig, path)
 
 
-def digit_grid(images: torch.Tensor, captions: Sequence[str], path: str | Path, title: str = "", columns: int = 10) -> Path:
+def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, title: str = "", columns: int = 10) -> Path:
     """A grid of 28x28 digits, each with a caption (label, prediction, confidence)."""
     count = max(1, len(images))
     rows = math.ceil(count / columns)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from digitrec import checkpoint, data, models, training
+from digitrec import data
 from digitrec.data import atomic_write
 from digitrec.errors import DigitrecError
-from digitrec.metrics import evaluate
+from digitrec.inference import open_engine
+from digitrec.metrics import Evaluation, read_history
 
 MISTAKES_SHOWN = 60
 
@@ -34,17 +35,18 @@ def default_report_dir(model_path: str | Path) -> Path:
 
 
 def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: str | Path | None = None,
-                   out: str | Path | None = None, device: str = "cpu", write_report: bool = True) -> Report:
-    """Evaluate a checkpoint (or run directory) on the test part of ``data_spec`` and write the report.
+                   out: str | Path | None = None, device: str = "cpu", write_report: bool = True, engine: str = "auto") -> Report:
+    """Evaluate a checkpoint, run directory or ONNX export on the test part of ``data_spec`` and write the report.
 
     With ``write_report=False`` only the metrics are computed (no files, no matplotlib).
     """
-    loaded = checkpoint.load(model_path)
+    model = open_engine(model_path, engine, device)
     digits = data.load(data_spec, "test", data_dir)
     if not digits.labelled:
         raise DigitrecError("evaluation needs labelled data (this set has no labels)", digits.name)
-    result = evaluate(loaded.model.to(device), digits, device=device)
-    metrics = {"model": str(model_path), "architecture": loaded.architecture, "data": digits.name, **result.metrics()}
+    result = Evaluation.from_logits(model.logits(digits.images), digits.labels)
+    metrics = {"model": str(model_path), "architecture": model.architecture, "engine": model.kind, "data": digits.name,
+               **result.metrics()}
     if not write_report:
         return Report(metrics, None, None)
 
@@ -58,12 +60,12 @@ def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: s
     captions = [f"true {int(result.labels[i])} → {int(result.predicted[i])}\n{float(result.confidence[i]):.0%}" for i in wrong]
     figures[f"Misclassified (the {len(wrong)} most confident mistakes)"] = plots.digit_grid(
         digits.images[wrong], captions, out_dir / "mistakes.png")
-    history = _history_of(checkpoint.resolve(model_path))
+    history = _history_of(model.source)
     if history:
         figures["Training curves"] = plots.training_curves(history, out_dir / "curves.png")
-    title = f"{loaded.architecture} on {digits.name}"
+    title = f"{model.architecture} on {digits.name}"
     markdown = out_dir / "report.md"
-    summary = _summary_rows(metrics, loaded.meta, models.parameter_count(loaded.model))
+    summary = _summary_rows(metrics, model.meta, model.parameters)
     atomic_write(markdown, _markdown(title, summary, metrics, figures, out_dir).encode())
     page = out_dir / "report.html"
     atomic_write(page, _html(title, summary, metrics, figures).encode())
@@ -74,6 +76,8 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     """One report over several runs: a table of their numbers and their curves on one figure."""
     header = ["run", "model", "parameters", "epochs", "best val acc", "last val acc", "train seconds", "test acc"]
     rows, histories = [], {}
+    from digitrec import checkpoint, models
+
     for run_dir in map(Path, run_dirs):
         meta = checkpoint.read_metadata(checkpoint.resolve(run_dir))
         history = _history_of(run_dir / "final.safetensors")
@@ -110,12 +114,12 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
 def _history_of(checkpoint_path: Path) -> list[dict[str, Any]]:
     """The training history beside a checkpoint; a report goes without curves rather than fail on it."""
     try:
-        return training.read_history(checkpoint_path.parent)
+        return read_history(checkpoint_path.parent)
     except (OSError, json.JSONDecodeError):
         return []
 
 
-def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any], parameters: int) -> list[tuple[str, str]]:
+def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any], parameters: int | None) -> list[tuple[str, str]]:
     training = meta.get("training", {})
     recipe = training.get("recipe", {})
     rows = [
@@ -123,11 +127,10 @@ def _summary_rows(metrics: dict[str, Any], meta: dict[str, Any], parameters: int
         ("loss", f"{metrics['loss']:.4f}"),
         ("precision / recall / F1 (macro)", f"{metrics['precision']:.4f} / {metrics['recall']:.4f} / {metrics['f1']:.4f}"),
         ("architecture", meta["architecture"]),
-        ("parameters", f"{parameters:,}"),
+        ("parameters", f"{parameters:,}" if parameters is not None else "unknown"),
     ]
-    reported = models.REGISTRY[meta["architecture"]].reported  # load() has refused unknown architectures
-    if reported:
-        rows.append(("its report claimed", reported))
+    if meta.get("reported"):
+        rows.append(("its report claimed", meta["reported"]))
     if recipe:
         rows.append(("recipe", f"{recipe['optimizer']} lr {recipe['lr']}, batch {recipe['batch_size']}, "
                                f"{meta.get('epoch', '?')}/{recipe['epochs']} epochs, {recipe['schedule']} schedule"))

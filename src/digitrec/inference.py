@@ -1,0 +1,168 @@
+"""Running a trained model on 28x28 digits: PyTorch on a checkpoint, or ONNX Runtime on its export.
+
+Both engines take uint8 ``(N, 28, 28)`` images (MNIST's format) and give float32 ``(N, 10)``
+logits. The ONNX engine never loads PyTorch: importing torch alone takes 1.3 s on two CPU cores,
+longer than ONNX Runtime needs to read all 10,000 MNIST test digits, so deployments, ``predict``
+and ``evaluate`` use it when a current export is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+BATCH = 256  # batches of 256 keep a small CNN's activations in cache: 2.3x faster than 2000 on two cores
+ENGINES = ("auto", "torch", "onnx")
+METADATA_KEY = "digitrec"
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = BATCH, device: str = "cpu") -> torch.Tensor:
+    """Logits of a PyTorch model for uint8 ``(N, 28, 28)`` images, in batches, in eval mode.
+
+    Model and input share the channels-last layout (mixing layouts made inference 1.6x slower).
+    """
+    import torch
+
+    images = torch.as_tensor(images)
+    model.eval().to(memory_format=torch.channels_last)
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            x = batch.unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
+            outputs.append(model(x).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0, 10)
+
+
+class Engine:
+    """A model ready to run: its digitrec metadata, where it came from, and ``logits(images)``."""
+
+    kind = ""
+
+    def __init__(self, source: Path, meta: dict[str, Any]):
+        self.source = source
+        self.meta = meta
+
+    @property
+    def architecture(self) -> str:
+        return self.meta.get("architecture", "unknown")
+
+    @property
+    def parameters(self) -> int | None:
+        return self.meta.get("parameters")
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchEngine(Engine):
+    kind = "torch"
+
+    def __init__(self, source: Path, model: nn.Module, meta: dict[str, Any], device: str = "cpu"):
+        super().__init__(source, meta)
+        self.model = model.to(device)
+        self.device = device
+
+    @classmethod
+    def open(cls, path: str | Path, device: str = "cpu") -> TorchEngine:
+        from digitrec import checkpoint, models  # PyTorch loads here, and only here
+
+        path = checkpoint.resolve(path)
+        loaded = checkpoint.load(path)
+        # checkpoints written before these were recorded get them from the registry
+        meta = {"parameters": models.parameter_count(loaded.model), "reported": models.REGISTRY[loaded.architecture].reported,
+                **loaded.meta}
+        return cls(path, loaded.model, meta, device)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return predict_logits(self.model, images, device=self.device).numpy()
+
+
+class OnnxEngine(Engine):
+    kind = "onnx"
+
+    def __init__(self, path: str | Path):
+        import onnxruntime
+
+        path = Path(path)
+        if not path.is_file():
+            raise DigitrecError("no such ONNX file", str(path))
+        blob = path.read_bytes()
+        if blob[:1] == b"\x80" or blob[:2] == b"PK":
+            raise DigitrecError("a pickle, not an ONNX model: digitrec never unpickles", str(path))
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # ORT's warnings are for its developers, not ours
+        try:
+            self.session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for files it cannot parse
+            raise DigitrecError(f"not a usable ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
+        try:
+            meta = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+        except (KeyError, json.JSONDecodeError):
+            raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", str(path)) from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:
+            raise DigitrecError("the model's input is not (N, 1, 28, 28) digits", str(path))
+        self.input_name = inputs[0].name
+        super().__init__(path, meta)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        outputs = [np.zeros((0, 10), np.float32)]
+        for start in range(0, len(images), BATCH):
+            x = np.asarray(images[start : start + BATCH], dtype=np.float32)[:, None] / np.float32(255)
+            outputs.append(self.session.run(None, {self.input_name: x})[0])
+        return np.concatenate(outputs)
+
+
+def current_export(run_dir: Path) -> Path | None:
+    """``final.onnx`` of a run directory when it was exported from the run's ``final.safetensors`` as it is now."""
+    onnx_file, final = run_dir / "final.onnx", run_dir / "final.safetensors"
+    if not (onnx_file.is_file() and final.is_file()):
+        return None
+    try:
+        import onnxruntime  # noqa: F401  (an optional speed-up: without it the checkpoint is used)
+    except ImportError:
+        return None
+    try:
+        engine = OnnxEngine(onnx_file)
+    except DigitrecError:
+        return None
+    return onnx_file if engine.meta.get("exported_from_sha256") == file_digest(final) else None
+
+
+def open_engine(path: str | Path, engine: str = "auto", device: str = "cpu") -> Engine:
+    """An engine for a checkpoint, a run directory or an ONNX file.
+
+    ``auto`` uses ONNX Runtime for an ``.onnx`` file and for a run directory whose export is
+    current (on the CPU), PyTorch otherwise.
+    """
+    if engine not in ENGINES:
+        raise DigitrecError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}", "--engine")
+    path = Path(path)
+    if path.suffix == ".onnx":
+        if engine == "torch":
+            raise DigitrecError("an ONNX file runs on ONNX Runtime; give the checkpoint for --engine torch", str(path))
+        return OnnxEngine(path)
+    if engine != "torch" and path.is_dir() and device == "cpu":
+        export = current_export(path)
+        if export is not None:
+            return OnnxEngine(export)
+        if engine == "onnx":
+            raise DigitrecError("no current final.onnx in this run directory; make one with `digitrec export`", str(path))
+    elif engine == "onnx":
+        raise DigitrecError("--engine onnx needs an .onnx file or a run directory with final.onnx", str(path))
+    return TorchEngine.open(path, device)
