@@ -18,6 +18,8 @@ from digitrec.errors import DigitrecError
 if TYPE_CHECKING:
     from digitrec.predict import Reading
 
+KAGGLE_VALIDATION = 0.1  # share of Kaggle's train.csv held out when the recipe holds out none
+
 
 def _models(args: argparse.Namespace) -> None:
     from digitrec import models
@@ -47,6 +49,9 @@ def _train(args: argparse.Namespace) -> None:
             preset = models.Preset(args.model, {}, models.REGISTRY[args.model].recipe, "")
         else:
             preset = models.PRESETS[args.recipe or "default"]
+        if args.data.startswith("kaggle:") and args.validation is None and not preset.recipe.validation:
+            # Kaggle's test.csv has no labels: the held-out part of train.csv is the only score before submitting
+            args.validation = KAGGLE_VALIDATION
         recipe = training.with_overrides(
             preset.recipe,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
@@ -190,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--epochs", type=int)
     recipe.add_argument("--schedule", choices=["constant", "step", "plateau", "onecycle", "cosine"])
     recipe.add_argument("--label-smoothing", type=float)
-    recipe.add_argument("--validation", type=float, help="share of the training data held out (stratified)")
+    recipe.add_argument("--validation", type=float, help="share of the training data held out (stratified; kaggle: data 0.1 unless given)")
     recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="patience in epochs; 0 = off")
     recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999); 0 = off")
     recipe.add_argument("--rotation", type=float, metavar="DEGREES")

@@ -1,0 +1,253 @@
+"""Reading the digits people give: the Python API, `digitrec predict` and `digitrec submit`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, run_cli, synthetic_digits
+from PIL import Image
+
+import digitrec
+from digitrec import data
+from digitrec.errors import DigitrecError
+
+REALWORLD = REPO.parent / "shared" / "data" / "realworld-dev"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN trained for a few seconds on synthetic bars (one bar height per class)."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    x, y = synthetic_digits(600, seed=1)
+    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    run = digitrec.train("seed001-cnn1", data_spec=f"npz:{folder / 'digits.npz'}", epochs=3, lr=0.003, out=folder / "run",
+                         progress=False, log=_quiet)
+    return run.run_dir
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fast recipe trained on real MNIST (about 10 s)."""
+    from conftest import SHARED_MNIST
+
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
+    from digitrec import models, training
+
+    preset = models.PRESETS["fast"]
+    out = tmp_path_factory.mktemp("fast") / "run"
+    training.train(preset.model, preset.recipe, arguments=preset.arguments, data_dir=SHARED_MNIST, out=out, progress=False, log=_quiet)
+    return out
+
+
+def _mnist_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
+    from conftest import SHARED_MNIST
+
+    test = data.load_mnist("test", SHARED_MNIST, download=False)
+    return test.images[:count], test.labels[:count]
+
+
+# --- the Python API ----------------------------------------------------------------------
+
+
+def test_mnist_format_arrays_are_read_as_they_are_in_every_accepted_form(synthetic_run: Path):
+    torch = pytest.importorskip("torch")
+    reader = digitrec.load(synthetic_run)
+    x, _ = synthetic_digits(20, seed=5)
+    expected = reader.predict_proba(x)
+    assert expected.shape == (20, 10) and np.allclose(expected.sum(1), 1.0)
+    assert np.allclose(reader.predict_proba(x.reshape(20, 784)), expected)
+    assert np.allclose(reader.predict_proba(x / 255.0), expected, atol=1e-6)
+    assert np.allclose(reader.predict_proba(torch.from_numpy(x)), expected)
+    assert np.allclose(reader.predict_proba(x[0]), expected[:1])
+    assert reader.predict(x).tolist() == expected.argmax(1).tolist()
+
+
+def test_paths_pil_images_and_photos_as_arrays_go_through_the_same_preprocessing(synthetic_run: Path, tmp_path: Path):
+    reader = digitrec.load(synthetic_run)
+    canvas = np.full((120, 90), 255, np.uint8)  # a dark stroke on white paper, not MNIST's format
+    canvas[30:90, 40:52] = 20
+    Image.fromarray(canvas).save(tmp_path / "stroke.png")
+    from_path = reader.predict_proba(tmp_path / "stroke.png")
+    assert np.allclose(reader.predict_proba(str(tmp_path / "stroke.png")), from_path)
+    assert np.allclose(reader.predict_proba(Image.fromarray(canvas)), from_path)
+    assert np.allclose(reader.predict_proba(canvas), from_path)
+    assert reader.predict([tmp_path / "stroke.png", Image.fromarray(canvas)]).shape == (2,)
+
+
+def test_unreadable_inputs_raise_a_clear_error(synthetic_run: Path, tmp_path: Path):
+    reader = digitrec.load(synthetic_run)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(DigitrecError, match=r"notes\.png"):
+        reader.predict(tmp_path / "notes.png")
+    with pytest.raises(DigitrecError, match="NaN"):
+        reader.predict(np.full((28, 28), np.nan))
+    with pytest.raises(DigitrecError, match="cannot read a dict"):
+        reader.predict([{"pixels": 1}])
+
+
+def test_a_blank_page_is_no_digit_rather_than_a_guess(synthetic_run: Path):
+    reading = digitrec.load(synthetic_run).read(Image.new("L", (300, 200), 250))[0]
+    assert reading.digit is None and reading.uncertain and "no ink" in reading.reason
+
+
+def test_the_loaded_model_is_the_trained_torch_module(synthetic_run: Path):
+    reader = digitrec.load(synthetic_run)
+    assert sum(p.numel() for p in reader.model.parameters()) == reader.meta["parameters"]
+
+
+def test_confidence_is_calibrated_after_training(mnist_run: Path):
+    """Label smoothing makes raw confidences too low; the fitted temperature brings them to the accuracy."""
+    reader = digitrec.load(mnist_run)
+    assert 0.1 < reader.temperature < 1.0
+    images, labels = _mnist_digits(2000)
+    probabilities = reader.predict_proba(images)
+    accuracy = (probabilities.argmax(1) == labels).mean()
+    assert abs(probabilities.max(1).mean() - accuracy) < 0.01
+
+
+def test_two_digits_in_one_image_are_flagged_and_read_as_a_number_with_multi(mnist_run: Path):
+    reader = digitrec.load(mnist_run)
+    images, labels = _mnist_digits(200)
+    sure = [i for i in range(200) if reader.predict_proba(images[i]).max() > 0.99]
+    first, second = sure[0], next(i for i in sure if labels[i] != labels[sure[0]])
+    canvas = np.zeros((60, 120), np.uint8)
+    canvas[16:44, 20:48], canvas[16:44, 70:98] = images[first], images[second]
+    single = reader.read(canvas)[0]
+    assert single.uncertain and "2 digits" in single.reason
+    number = reader.read(canvas, multi=True)[0]
+    assert number.number == f"{labels[first]}{labels[second]}"
+    assert [d.digit for d in number.digits] == [labels[first], labels[second]]
+
+
+@pytest.mark.skipif(not REALWORLD.is_dir(), reason=f"the real-world development set is not at {REALWORLD}")
+def test_real_world_images_are_read_by_a_ten_second_model(mnist_run: Path):
+    files = sorted(p for p in REALWORLD.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    predicted = digitrec.load(mnist_run).predict(files)
+    correct = sum(int(p) == int(f.name[0]) for p, f in zip(predicted, files, strict=True))
+    assert correct / len(files) >= 0.9
+
+
+# --- digitrec predict -------------------------------------------------------------------
+
+
+def test_predict_prints_digit_confidence_and_top3_for_files_and_folders(synthetic_run: Path, tmp_path: Path):
+    x, _ = synthetic_digits(3, seed=3)
+    folder = tmp_path / "drawings"
+    (folder / "more").mkdir(parents=True)
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(folder / ("more" if i else ".") / f"d{i}.png")
+    result = run_cli("predict", str(synthetic_run), str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["source"]).name for r in rows] == ["d0.png", "d1.png", "d2.png"]
+    for row in rows:
+        assert row["digit"] == row["top3"][0]["digit"] and len(row["top3"]) == 3
+        assert row["confidence"] == row["top3"][0]["probability"]
+    text = run_cli("predict", str(synthetic_run), str(folder / "d0.png"))
+    assert text.returncode == 0 and "top 3:" in text.stdout
+
+
+def test_one_bad_file_is_reported_and_the_others_are_still_read(synthetic_run: Path, tmp_path: Path):
+    x, _ = synthetic_digits(1, seed=3)
+    Image.fromarray(x[0]).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    result = run_cli("predict", str(synthetic_run), str(tmp_path / "broken.png"), str(tmp_path / "good.png"))
+    assert result.returncode == 2
+    assert "good.png:" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("digitrec: error:")]
+    assert any("broken.png" in line for line in errors) and "Traceback" not in result.stderr
+
+
+def test_predict_reads_one_image_from_stdin(synthetic_run: Path):
+    x, _ = synthetic_digits(1, seed=3)
+    buffer = io.BytesIO()
+    Image.fromarray(x[0]).save(buffer, format="PNG")
+    result = subprocess.run([sys.executable, "-m", "digitrec", "predict", str(synthetic_run), "-", "--json"], input=buffer.getvalue(),
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == "-"
+    garbage = subprocess.run([sys.executable, "-m", "digitrec", "predict", str(synthetic_run), "-"], input=b"hello",
+                             capture_output=True, timeout=300)
+    assert garbage.returncode == 2 and b"stdin" in garbage.stderr
+
+
+def test_save_preprocessed_writes_the_28x28_image_the_model_saw(synthetic_run: Path, tmp_path: Path):
+    photo = np.full((400, 300, 3), 230, np.uint8)
+    photo[100:300, 140:170] = (20, 20, 160)  # blue ink on paper
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    result = run_cli("predict", str(synthetic_run), str(tmp_path / "photo.jpg"), "--save-preprocessed", str(tmp_path / "seen"))
+    assert result.returncode == 0, result.stderr
+    (saved,) = (tmp_path / "seen").iterdir()
+    seen = np.asarray(Image.open(saved))
+    assert seen.shape == (28, 28) and seen.max() > 200 and seen[0, 0] == 0  # white ink on black, like MNIST
+
+
+def test_threshold_sets_what_counts_as_uncertain(synthetic_run: Path, tmp_path: Path):
+    x, _ = synthetic_digits(1, seed=3)
+    Image.fromarray(np.where(x[0] > 128, 255, 0).astype(np.uint8)).save(tmp_path / "d.png")  # one clean stroke
+    always = run_cli("predict", str(synthetic_run), str(tmp_path / "d.png"), "--threshold", "1", "--json")
+    assert json.loads(always.stdout)["uncertain"] is True
+    never = run_cli("predict", str(synthetic_run), str(tmp_path / "d.png"), "--threshold", "0", "--json")
+    assert json.loads(never.stdout)["uncertain"] is False
+    bad = run_cli("predict", str(synthetic_run), str(tmp_path / "d.png"), "--threshold", "80")
+    assert bad.returncode == 2 and "--threshold" in bad.stderr
+
+
+# --- digitrec submit ----------------------------------------------------------------------
+
+
+def _kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
+    header = (["label"] if labels is not None else []) + [f"pixel{i}" for i in range(784)]
+    rows = images.reshape(len(images), -1).astype(int)
+    if labels is not None:
+        rows = np.column_stack([labels, rows])
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
+    return path
+
+
+def test_submit_writes_one_row_per_test_row_in_order_from_image_id_1(synthetic_run: Path, tmp_path: Path):
+    x, _ = synthetic_digits(30, seed=9)
+    test_csv = _kaggle_csv(tmp_path / "test.csv", x)
+    result = run_cli("submit", str(synthetic_run), "--test", str(test_csv), "-o", str(tmp_path / "submission.csv"))
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "submission.csv").read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and len(lines) == 31
+    expected = digitrec.load(synthetic_run).predict(x)
+    assert lines[1:] == [f"{i},{d}" for i, d in enumerate(expected, start=1)]
+
+
+def test_submit_refuses_the_training_file_and_bad_rows_without_touching_an_old_submission(synthetic_run: Path, tmp_path: Path):
+    x, y = synthetic_digits(5, seed=9)
+    old = tmp_path / "submission.csv"
+    old.write_text("ImageId,Label\n1,7\n")
+    train_csv = _kaggle_csv(tmp_path / "train.csv", x, y)
+    result = run_cli("submit", str(synthetic_run), "--test", str(train_csv), "-o", str(old))
+    assert result.returncode == 2 and "label column" in result.stderr
+    broken = _kaggle_csv(tmp_path / "test.csv", x)
+    lines = broken.read_text().splitlines()
+    lines[1] = "x" + lines[1][lines[1].index(",") :]  # the first pixel of the first row is not a number
+    broken.write_text("\n".join(lines) + "\n")
+    result = run_cli("submit", str(synthetic_run), "--test", str(broken), "-o", str(old))
+    assert result.returncode == 2 and "test.csv, line 2" in result.stderr
+    assert old.read_text() == "ImageId,Label\n1,7\n"
+
+
+def test_training_on_kaggles_csv_holds_out_a_validation_split(tmp_path: Path):
+    x, y = synthetic_digits(200, seed=4)
+    train_csv = _kaggle_csv(tmp_path / "train.csv", x, y)
+    result = run_cli("train", "--recipe", "fast", "--data", f"kaggle:{train_csv}", "--out", str(tmp_path / "run"))  # holds out none itself
+    assert result.returncode == 0, result.stderr
+    assert "val loss" in result.stdout
+    meta = digitrec.load(tmp_path / "run").meta
+    assert meta["training"]["recipe"]["validation"] == 0.1 and meta["data"]["count"] == 180
