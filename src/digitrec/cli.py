@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF), folders, or -")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
-    p.add_argument("--threshold", type=float, default=0.8, help="flag readings less confident than this (default 0.8)")
+    p.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
     p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     p.set_defaults(run=_predict)

@@ -28,7 +28,7 @@ from digitrec.errors import DigitrecError
 from digitrec.inference import Engine, TorchEngine, open_engine
 from digitrec.metrics import log_softmax
 
-UNCERTAIN_BELOW = 0.8  # calibrated confidence under which a reading is flagged uncertain
+UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
 
 
 @dataclass
@@ -166,16 +166,24 @@ class Predictor:
         readings = []
         for index, item in enumerate(inputs):
             source = names[index] if names else _name(item, index)
-            if isinstance(item, str | Path):
-                item = images.open_image(item)  # decoded once for both segmentation and the single-digit view
-            pieces = _segments(item)
+            if hasattr(item, "detach"):
+                item = item.detach().cpu().numpy()
+            if isinstance(item, np.ndarray) and _is_mnist_array(item):
+                pieces = [as_mnist_batch(item)[0]]  # already in MNIST's format: one digit as it is
+                digit = pieces[0]
+            elif isinstance(item, str | Path | Image.Image | np.ndarray):
+                ink = images.find_ink(item)  # found once, for both the single digit and the number
+                # only separate groups of ink count as several digits: cutting one wide digit is for --multi
+                pieces = images.segment_digits(ink, split_touching=multi)
+                digit = images.to_mnist(ink)
+            else:
+                raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give paths, PIL images, arrays or tensors")
             if multi:
                 readings.append(self._number(source, pieces))
             else:
-                digits, _ = self._digits([item])
-                probabilities = self.probabilities(digits)[0]
-                readings.append(self._reading(source, probabilities, bool(digits.any()), len(pieces)))
-                pieces = list(digits)
+                probabilities = self.probabilities(digit[None])[0]
+                readings.append(self._reading(source, probabilities, bool(digit.any()), len(pieces)))
+                pieces = [digit]
             if save_preprocessed is not None:
                 _save_preprocessed(Path(save_preprocessed), source, index, pieces)
         return readings
@@ -203,15 +211,6 @@ class Predictor:
         writer.writerows(zip(range(1, len(labels) + 1), labels.tolist(), strict=True))
         atomic_write(Path(out), text.getvalue().encode())
         return len(labels)
-
-
-def _segments(item: Any) -> list[np.ndarray]:
-    """The digits of an image, left to right; an MNIST-format array is one digit as it is."""
-    if hasattr(item, "detach"):
-        item = item.detach().cpu().numpy()
-    if isinstance(item, np.ndarray) and _is_mnist_array(item):
-        return [as_mnist_batch(item)[0]]
-    return images.segment_digits(item)
 
 
 def _save_preprocessed(folder: Path, source: str, index: int, pieces: Sequence[np.ndarray]) -> None:
