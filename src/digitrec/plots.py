@@ -21,9 +21,9 @@ from matplotlib.ticker import MaxNLocator
 from digitrec.data import atomic_write
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: plt.Figure, path: str | Path, tight: bool = True) -> Path:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight" if tight else None)
     plt.close(fig)
     atomic_write(Path(path), buffer.getvalue())
     return Path(path)
@@ -64,22 +64,31 @@ def confusion_matrix(matrix: np.ndarray | list[list[int]], path: str | Path, tit
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     ax.set_title(title)
-    return _save(fig, path)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.94)
+    return _save(fig, path, tight=False)  # a known layout: measuring 100 labels for a tight box took 0.3 s
 
 
 def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, title: str = "", columns: int = 10) -> Path:
-    """A grid of 28x28 digits, each with a caption (label, prediction, confidence)."""
-    count = max(1, len(images))
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.45), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
-            ax.set_title(captions[i], fontsize=7)
+    """A grid of 28x28 digits, each with a caption (label, prediction, confidence).
+
+    The digits are tiled into one image on one axes: a subplot per digit took 1.2 s for 30
+    mistakes, most of an evaluation's time.
+    """
+    count = len(images)
+    rows = max(1, math.ceil(count / columns))
+    cell_h, cell_w = 28 + 22, 28 + 6  # room under each digit for a two-line caption
+    mosaic = np.zeros((rows * cell_h, columns * cell_w))
+    fig, ax = plt.subplots(figsize=(columns * 1.2, rows * 1.6 + (0.4 if title else 0)))
+    for i in range(count):
+        top, left = (i // columns) * cell_h, (i % columns) * cell_w + 3
+        mosaic[top : top + 28, left : left + 28] = images[i]
+        ax.text(left + 14, top + 30, captions[i], ha="center", va="top", fontsize=7)
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
     if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+        ax.set_title(title)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93 if title else 0.99)
+    return _save(fig, path, tight=False)
 
 
 def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Images per class") -> Path:
