@@ -311,7 +311,7 @@ class DigitNet(nn.Module):
         return self.head(self.features(x))
 
 
-DIGITNET_RECIPE = Recipe(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, batch_size=128, epochs=18, schedule="onecycle",
+DIGITNET_RECIPE = Recipe(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, batch_size=128, epochs=20, schedule="onecycle",
                          warmup=0.2, label_smoothing=0.1, validation=0.0, augment=Augment(rotation=10, zoom=0.1, shift=0.1))
 register("digitnet", DigitNet, DIGITNET_RECIPE, "digitrec's own: pooled BatchNorm CNN, one-cycle SGD, augmentation")
 

@@ -389,7 +389,8 @@ def train_ensemble(preset: str = "default", members: int = 5, *, out: str | Path
     for target, source in zip(ensemble.members, loaded_members, strict=True):
         target.load_state_dict(source.model.state_dict())
     meta = loaded_members[0].meta
-    checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"),
+    temperature = _training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
+    checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
                     training={"preset": preset, "members": members, "seed": seed}, data=meta["data"])
     _export(out, log)
     return RunResult(out, histories)
