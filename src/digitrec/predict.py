@@ -79,6 +79,28 @@ def as_mnist_batch(array: np.ndarray) -> np.ndarray:
     return np.round(values * scale).astype(np.uint8)
 
 
+def _items(inputs: Any) -> list[Any]:
+    """One input or many -> a list of single inputs; a batch of MNIST-format digits is split into its digits."""
+    if hasattr(inputs, "detach"):  # a torch tensor, without importing torch for everyone else
+        inputs = inputs.detach().cpu().numpy()
+    if isinstance(inputs, np.ndarray) and _is_mnist_array(inputs):
+        return list(as_mnist_batch(inputs))
+    if isinstance(inputs, str | Path | Image.Image | np.ndarray):
+        return [inputs]
+    return list(inputs)
+
+
+def _digit_or_ink(item: Any) -> np.ndarray | images.Ink:
+    """A 28x28 MNIST-format digit as it is, or the ink found in any other image (decoded once)."""
+    if hasattr(item, "detach"):
+        item = item.detach().cpu().numpy()
+    if isinstance(item, np.ndarray) and item.ndim == 2 and _is_mnist_array(item):
+        return as_mnist_batch(item)[0]
+    if isinstance(item, str | Path | Image.Image | np.ndarray):
+        return images.find_ink(item)
+    raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give paths, PIL images, arrays or tensors")
+
+
 def _name(item: Any, index: int) -> str:
     return str(item) if isinstance(item, str | Path) else f"<{type(item).__name__} {index}>"
 
@@ -109,27 +131,11 @@ class Predictor:
             raise DigitrecError("an ONNX file holds no PyTorch module; load the checkpoint for that", str(self.engine.source))
         return TorchEngine.open(source).model
 
-    def _digits(self, inputs: Any) -> tuple[np.ndarray, list[str]]:
-        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)`` and a name for each."""
-        if hasattr(inputs, "detach"):  # a torch tensor, without importing torch for everyone else
-            inputs = inputs.detach().cpu().numpy()
-        if isinstance(inputs, np.ndarray) and _is_mnist_array(inputs):
-            batch = as_mnist_batch(inputs)
-            return batch, [f"<array {i}>" for i in range(len(batch))]
-        if isinstance(inputs, str | Path | Image.Image | np.ndarray):
-            inputs = [inputs]
-        batch, names = [], []
-        for index, item in enumerate(inputs):
-            if hasattr(item, "detach"):
-                item = item.detach().cpu().numpy()
-            if isinstance(item, np.ndarray) and _is_mnist_array(item) and item.ndim == 2:
-                batch.append(as_mnist_batch(item)[0])
-            elif isinstance(item, str | Path | Image.Image | np.ndarray):
-                batch.append(images.to_mnist(item))
-            else:
-                raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give paths, PIL images, arrays or tensors")
-            names.append(_name(item, index))
-        return np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8), names
+    def _digits(self, inputs: Any) -> np.ndarray:
+        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``."""
+        found = [_digit_or_ink(item) for item in _items(inputs)]
+        batch = [item if isinstance(item, np.ndarray) else images.to_mnist(item) for item in found]
+        return np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``."""
@@ -137,7 +143,7 @@ class Predictor:
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """``(N, 10)`` calibrated probabilities for paths, PIL images, arrays or tensors."""
-        return self.probabilities(self._digits(inputs)[0])
+        return self.probabilities(self._digits(inputs))
 
     def predict(self, inputs: Any) -> np.ndarray:
         """The digit in each input."""
@@ -159,25 +165,15 @@ class Predictor:
     def read(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
              names: Sequence[str] | None = None) -> list[Reading]:
         """One :class:`Reading` per input; ``multi`` reads each image as a number written left to right."""
-        if hasattr(inputs, "detach"):
-            inputs = inputs.detach().cpu().numpy()
-        if not isinstance(inputs, list | tuple) and not (isinstance(inputs, np.ndarray) and inputs.ndim == 3 and _is_mnist_array(inputs)):
-            inputs = [inputs]
         readings = []
-        for index, item in enumerate(inputs):
+        for index, item in enumerate(_items(inputs)):
             source = names[index] if names else _name(item, index)
-            if hasattr(item, "detach"):
-                item = item.detach().cpu().numpy()
-            if isinstance(item, np.ndarray) and _is_mnist_array(item):
-                pieces = [as_mnist_batch(item)[0]]  # already in MNIST's format: one digit as it is
-                digit = pieces[0]
-            elif isinstance(item, str | Path | Image.Image | np.ndarray):
-                ink = images.find_ink(item)  # found once, for both the single digit and the number
-                # only separate groups of ink count as several digits: cutting one wide digit is for --multi
-                pieces = images.segment_digits(ink, split_touching=multi)
-                digit = images.to_mnist(ink)
+            found = _digit_or_ink(item)
+            if isinstance(found, np.ndarray):
+                digit, pieces = found, [found]  # already in MNIST's format: one digit as it is
             else:
-                raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give paths, PIL images, arrays or tensors")
+                # only separate groups of ink count as several digits: cutting one wide digit is for --multi
+                digit, pieces = images.to_mnist(found), images.segment_digits(found, split_touching=multi)
             if multi:
                 readings.append(self._number(source, pieces))
             else:
