@@ -21,6 +21,22 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("DIGITREC_DATA", raising=False)
 
 
+@pytest.fixture(scope="session")
+def fast_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of the fast recipe trained on real MNIST (about 10 s), shared by the tests that read it."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
+    from digitrec import models, training
+
+    preset = models.PRESETS["fast"]
+    out = tmp_path_factory.mktemp("fast") / "run"
+    with pytest.MonkeyPatch.context() as patch:  # session fixtures start before private_cache
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+        training.train(preset.model, preset.recipe, arguments=preset.arguments, data_dir=SHARED_MNIST, out=out, progress=False,
+                       log=lambda line: None)
+    return out
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():

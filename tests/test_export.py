@@ -22,26 +22,16 @@ def _quiet(_: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def fast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
-    preset = models.PRESETS["fast"]
-    out = tmp_path_factory.mktemp("fast") / "run"
-    training.train(preset.model, preset.recipe, arguments=preset.arguments, data_dir=SHARED_MNIST, out=out, progress=False, log=_quiet)
-    return out
-
-
 def _probabilities(logits: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(logits.astype(np.float64)))
 
 
-def test_onnx_runtime_gives_the_same_digit_on_all_10000_test_images(fast_run: Path):
+def test_onnx_runtime_gives_the_same_digit_on_all_10000_test_images(fast_mnist_run: Path):
     """The issue's bar: same predicted digit everywhere, probabilities within 1e-4 of PyTorch's."""
-    assert (fast_run / "final.onnx").is_file()  # training exports it
+    assert (fast_mnist_run / "final.onnx").is_file()  # training exports it
     test = data.load_mnist("test", SHARED_MNIST, download=False)
-    torch_probabilities = _probabilities(TorchEngine.open(fast_run).logits(test.images))
-    onnx_probabilities = _probabilities(OnnxEngine(fast_run / "final.onnx").logits(test.images))
+    torch_probabilities = _probabilities(TorchEngine.open(fast_mnist_run).logits(test.images))
+    onnx_probabilities = _probabilities(OnnxEngine(fast_mnist_run / "final.onnx").logits(test.images))
     assert (torch_probabilities.argmax(1) == onnx_probabilities.argmax(1)).all()
     assert np.abs(torch_probabilities - onnx_probabilities).max() < 1e-4
 

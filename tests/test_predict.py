@@ -35,21 +35,6 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run.run_dir
 
 
-@pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fast recipe trained on real MNIST (about 10 s)."""
-    from conftest import SHARED_MNIST
-
-    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
-    from digitrec import models, training
-
-    preset = models.PRESETS["fast"]
-    out = tmp_path_factory.mktemp("fast") / "run"
-    training.train(preset.model, preset.recipe, arguments=preset.arguments, data_dir=SHARED_MNIST, out=out, progress=False, log=_quiet)
-    return out
-
-
 def _mnist_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
     from conftest import SHARED_MNIST
 
@@ -106,9 +91,9 @@ def test_the_loaded_model_is_the_trained_torch_module(synthetic_run: Path):
     assert sum(p.numel() for p in reader.model.parameters()) == reader.meta["parameters"]
 
 
-def test_confidence_is_calibrated_after_training(mnist_run: Path):
+def test_confidence_is_calibrated_after_training(fast_mnist_run: Path):
     """Label smoothing makes raw confidences too low; the fitted temperature brings them to the accuracy."""
-    reader = digitrec.load(mnist_run)
+    reader = digitrec.load(fast_mnist_run)
     assert 0.1 < reader.temperature < 1.0
     images, labels = _mnist_digits(2000)
     probabilities = reader.predict_proba(images)
@@ -116,8 +101,8 @@ def test_confidence_is_calibrated_after_training(mnist_run: Path):
     assert abs(probabilities.max(1).mean() - accuracy) < 0.01
 
 
-def test_two_digits_in_one_image_are_flagged_and_read_as_a_number_with_multi(mnist_run: Path):
-    reader = digitrec.load(mnist_run)
+def test_two_digits_in_one_image_are_flagged_and_read_as_a_number_with_multi(fast_mnist_run: Path):
+    reader = digitrec.load(fast_mnist_run)
     images, labels = _mnist_digits(200)
     sure = [i for i in range(200) if reader.predict_proba(images[i]).max() > 0.99]
     first, second = sure[0], next(i for i in sure if labels[i] != labels[sure[0]])
@@ -131,9 +116,9 @@ def test_two_digits_in_one_image_are_flagged_and_read_as_a_number_with_multi(mni
 
 
 @pytest.mark.skipif(not REALWORLD.is_dir(), reason=f"the real-world development set is not at {REALWORLD}")
-def test_real_world_images_are_read_by_a_ten_second_model(mnist_run: Path):
+def test_real_world_images_are_read_by_a_ten_second_model(fast_mnist_run: Path):
     files = sorted(p for p in REALWORLD.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    predicted = digitrec.load(mnist_run).predict(files)
+    predicted = digitrec.load(fast_mnist_run).predict(files)
     correct = sum(int(p) == int(f.name[0]) for p, f in zip(predicted, files, strict=True))
     assert correct / len(files) >= 0.9
 
