@@ -128,8 +128,8 @@ class OnnxEngine(Engine):
         return np.concatenate(outputs)
 
 
-def current_export(run_dir: Path) -> Path | None:
-    """``final.onnx`` of a run directory when it was exported from the run's ``final.safetensors`` as it is now."""
+def current_export(run_dir: Path) -> OnnxEngine | None:
+    """ONNX Runtime on a run directory's ``final.onnx``, when it was exported from its ``final.safetensors`` as it is now."""
     onnx_file, final = run_dir / "final.onnx", run_dir / "final.safetensors"
     if not (onnx_file.is_file() and final.is_file()):
         return None
@@ -141,7 +141,7 @@ def current_export(run_dir: Path) -> Path | None:
         engine = OnnxEngine(onnx_file)
     except DigitrecError:
         return None
-    return onnx_file if engine.meta.get("exported_from_sha256") == file_digest(final) else None
+    return engine if engine.meta.get("exported_from_sha256") == file_digest(final) else None
 
 
 def open_engine(path: str | Path, engine: str = "auto", device: str = "cpu") -> Engine:
@@ -160,7 +160,7 @@ def open_engine(path: str | Path, engine: str = "auto", device: str = "cpu") -> 
     if engine != "torch" and path.is_dir() and device == "cpu":
         export = current_export(path)
         if export is not None:
-            return OnnxEngine(export)
+            return export
         if engine == "onnx":
             raise DigitrecError("no current final.onnx in this run directory; make one with `digitrec export`", str(path))
     elif engine == "onnx":

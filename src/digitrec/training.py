@@ -27,7 +27,7 @@ from torch import nn
 from digitrec import checkpoint, data, models
 from digitrec.augment import random_affine
 from digitrec.errors import DigitrecError
-from digitrec.inference import predict_logits
+from digitrec.inference import current_export, predict_logits
 from digitrec.metrics import HISTORY, Evaluation, fit_temperature, read_history
 from digitrec.recipes import Recipe
 
@@ -352,6 +352,8 @@ def _export(run_dir: Path, log: Callable[[str], None]) -> None:
     """``final.onnx`` beside ``final.safetensors``: what ``predict`` and ``evaluate`` run fastest."""
     from digitrec.export import export_onnx
 
+    if current_export(run_dir) is not None:  # a finished run resumed (an ensemble's members): nothing new to export
+        return
     try:
         export_onnx(run_dir)
     except Exception as e:  # the run is complete without it: evaluate and predict fall back to PyTorch
