@@ -152,6 +152,8 @@ def test_one_bad_file_is_reported_and_the_others_are_still_read(synthetic_run: P
     assert "good.png:" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("digitrec: error:")]
     assert any("broken.png" in line for line in errors) and "Traceback" not in result.stderr
+    alone = run_cli("predict", str(synthetic_run), str(tmp_path / "broken.png"))
+    assert alone.returncode == 2 and alone.stderr.strip().count("\n") == 0 and "broken.png" in alone.stderr
 
 
 def test_predict_reads_one_image_from_stdin(synthetic_run: Path):

@@ -108,6 +108,8 @@ def _predict(args: argparse.Namespace) -> None:
         try:
             reading = reader.read([item], multi=args.multi, save_preprocessed=args.save_preprocessed, names=[name])[0]
         except DigitrecError as e:  # one bad file among many: say so and read the rest
+            if len(inputs) == 1:
+                raise
             print(f"digitrec: error: {e}", file=sys.stderr)
             failed += 1
             continue
