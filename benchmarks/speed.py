@@ -1,6 +1,7 @@
 """Speed and accuracy of digitrec's recipes and of two seed recipes, on this machine.
 
     python benchmarks/speed.py [--recipes fast balanced default] [--seeds 0 1 2] [--seed-models ...]
+                               [--ensemble MEMBERS [--ensemble-seeds 0 ...]]
 
 Each run is the real command, `digitrec train --recipe R --seed S --keep-epochs`, timed as a whole
 (Python start-up included) with the data already on disk. Afterwards, outside the timed command,
@@ -8,6 +9,11 @@ every kept epoch is evaluated on the MNIST test set to report when it first reac
 99.7 %: reported, never used to choose anything. Time to X = the command's start-up and tail plus
 the training time elapsed up to that epoch. Also printed: the CPU's fp32 matmul GFLOP/s and each
 recipe's achieved training GFLOP/s (FLOPs counted by torch's FlopCounterMode on forward+backward).
+
+With ``--ensemble N``, `digitrec ensemble --members N --seed S` is timed as a whole too (ensemble
+seed S trains members with seeds S*N ... S*N+N-1, so no two ensembles share a member). Inference
+is timed last: `digitrec evaluate DIR --no-report`, three times each, for the first run of each
+recipe and for each ensemble.
 """
 
 from __future__ import annotations
@@ -72,6 +78,27 @@ def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) ->
             "images_per_s": images / history[-1]["elapsed"], "model": meta["architecture"], "arguments": meta["arguments"]}
 
 
+def run_ensemble(recipe: str, members: int, seed: int, out: Path, test: data.Digits) -> dict:
+    command = [sys.executable, "-m", "digitrec", "ensemble", "--members", str(members), "--seed", str(seed * members),
+               "--recipe", recipe, "--out", str(out), "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    accuracy = Evaluation.from_logits(TorchEngine.open(out).logits(test.images), test.labels).accuracy
+    return {"label": f"ensemble of {members} {recipe}", "seed": seed, "wall": wall, "accuracy": accuracy, "dir": out}
+
+
+def evaluate_seconds(run_dir: Path, repeats: int = 3) -> list[float]:
+    """Wall seconds of the whole `digitrec evaluate` command (start-up and loading included)."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "digitrec", "evaluate", str(run_dir), "--no-report"], check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
 def fmt_time(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f}"
 
@@ -82,6 +109,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--seed-models", nargs="*", default=["seed003-final", "seed001-cnn5"],
                         help="seed models run once each with their report's recipe, for the speed-up")
+    parser.add_argument("--ensemble", type=int, metavar="MEMBERS", help="also time `digitrec ensemble --members MEMBERS`")
+    parser.add_argument("--ensemble-seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--ensemble-recipe", default="default", choices=["fast", "balanced", "default"])
     parser.add_argument("--keep", help="keep the run directories here (default: a temporary folder)")
     args = parser.parse_args()
     if not os.environ.get("DIGITREC_DATA"):
@@ -101,6 +131,14 @@ def main() -> None:
         results.append(run(name, ["--model", name], 0, root / name, test))
         print(f"  done: {name}", file=sys.stderr)
 
+    ensembles = []
+    for seed in args.ensemble_seeds if args.ensemble else []:
+        ensembles.append(run_ensemble(args.ensemble_recipe, args.ensemble, seed, root / f"ensemble-{seed}", test))
+        print(f"  done: ensemble seed {seed}", file=sys.stderr)
+    inference = {r["label"]: evaluate_seconds(root / f"{r['label']}-{r['seed']}") for r in results if r["label"] in args.recipes
+                 and r["seed"] == args.seeds[0]}
+    inference |= {f"{e['label']} (seed {e['seed']})": evaluate_seconds(e["dir"]) for e in ensembles}
+
     print("| recipe | seed | epochs | wall s | to 99.0 % | to 99.5 % | to 99.7 % | test acc | images/s | train GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     flops_cache: dict[str, float] = {}
@@ -118,6 +156,19 @@ def main() -> None:
         group = [r for r in results if r["label"] == label]
         print(f"| {label} | {statistics.median(r['wall'] for r in group):.1f} | "
               f"{statistics.median(r['accuracy'] for r in group):.2%} | {len(group)} |")
+
+    if ensembles:
+        print("\n| ensemble | seed | wall s | test acc |")
+        print("|---|---|---|---|")
+        for e in ensembles:
+            print(f"| {e['label']} | {e['seed']} | {e['wall']:.1f} | {e['accuracy']:.2%} |")
+        print(f"| {ensembles[0]['label']} | median | {statistics.median(e['wall'] for e in ensembles):.1f} | "
+              f"{statistics.median(e['accuracy'] for e in ensembles):.2%} |")
+
+    print("\n| model | `digitrec evaluate --no-report` wall s (3 runs) | median |")
+    print("|---|---|---|")
+    for label, seconds in inference.items():
+        print(f"| {label} | {', '.join(f'{s:.2f}' for s in seconds)} | {statistics.median(seconds):.2f} |")
 
     fast = [r["reached"][0.990] for r in results if r["label"] == "fast" and r["reached"][0.990] is not None]
     for name in args.seed_models:

@@ -165,6 +165,12 @@ def test_an_ensemble_averages_its_members_and_a_rerun_reuses_them(tmp_path: Path
         assert torch.allclose(checkpoint.load(again.final).model(x), ensemble.model(x))
 
 
+def test_an_ensemble_of_no_members_is_refused_before_anything_is_written(tmp_path: Path):
+    with pytest.raises(DigitrecError, match="at least one member"):
+        training.train_ensemble("fast", 0, out=tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
+
+
 def test_digitrecs_sgd_computes_what_torch_sgd_does():
     torch.manual_seed(0)
     ours_model = models.create("seed001-cnn1")

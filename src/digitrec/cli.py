@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
-    n.add_argument("--members", type=int, default=5)
+    n.add_argument("--members", type=int, default=4, help="how many models to train and combine (default: 4)")
     n.add_argument("--recipe", default="default", choices=["fast", "balanced", "default"], help="the preset of every member")
     n.add_argument("--data", default="mnist", help=data_help)
     n.add_argument("--data-dir")
