@@ -368,7 +368,7 @@ def train_ensemble(preset: str = "default", members: int = ENSEMBLE_MEMBERS, *, 
                    log: Callable[[str], None] = print) -> RunResult:
     """Train ``members`` models of a preset with seeds ``seed``, ``seed+1``, … and combine them.
 
-    Four default members by default: members of one recipe make much the same mistakes, so on MNIST
+    Four members by default: members of one recipe make much the same mistakes, so on MNIST
     a fifth or sixth adds under 0.01 points (BENCHMARKS.md) while each adds ~0.9 s to evaluating
     the 10,000 test digits on two CPU cores.
 
