@@ -1,7 +1,7 @@
 """Speed and accuracy of digitrec's recipes and of two seed recipes, on this machine.
 
     python benchmarks/speed.py [--recipes fast balanced default] [--seeds 0 1 2] [--seed-models ...]
-                               [--ensemble MEMBERS [--ensemble-seeds 0 ...]]
+                               [--ensemble MEMBERS [--ensemble-seeds 0 ...] [--ensemble-recipe R]]
 
 Each run is the real command, `digitrec train --recipe R --seed S --keep-epochs`, timed as a whole
 (Python start-up included) with the data already on disk. Afterwards, outside the timed command,
@@ -57,11 +57,15 @@ def training_flops_per_image(model_name: str, arguments: dict) -> float:
     return counter.get_total_flops() / 64
 
 
-def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) -> dict:
-    command = [sys.executable, "-m", "digitrec", "train", *argv, "--seed", str(seed), "--out", str(out), "--keep-epochs", "--quiet"]
+def timed(command: list[str]) -> float:
+    """Wall seconds of a whole command (Python start-up included); its output is discarded."""
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) -> dict:
+    wall = timed([sys.executable, "-m", "digitrec", "train", *argv, "--seed", str(seed), "--out", str(out), "--keep-epochs", "--quiet"])
     history = read_history(out)
     overhead = wall - history[-1]["elapsed"]  # start-up before the first epoch and the tail after the last
     reached: dict[float, float | None] = dict.fromkeys(THRESHOLDS)
@@ -75,28 +79,20 @@ def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) ->
     meta = checkpoint.read_metadata(out / "final.safetensors")
     images = meta["data"]["count"] * len(history)
     return {"label": label, "seed": seed, "epochs": len(history), "wall": wall, "reached": reached, "accuracy": accuracy,
-            "images_per_s": images / history[-1]["elapsed"], "model": meta["architecture"], "arguments": meta["arguments"]}
+            "images_per_s": images / history[-1]["elapsed"], "model": meta["architecture"], "arguments": meta["arguments"],
+            "dir": out}
 
 
 def run_ensemble(recipe: str, members: int, seed: int, out: Path, test: data.Digits) -> dict:
-    command = [sys.executable, "-m", "digitrec", "ensemble", "--members", str(members), "--seed", str(seed * members),
-               "--recipe", recipe, "--out", str(out), "--quiet"]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
+    wall = timed([sys.executable, "-m", "digitrec", "ensemble", "--members", str(members), "--seed", str(seed * members),
+                  "--recipe", recipe, "--out", str(out), "--quiet"])
     accuracy = Evaluation.from_logits(TorchEngine.open(out).logits(test.images), test.labels).accuracy
     return {"label": f"ensemble of {members} {recipe}", "seed": seed, "wall": wall, "accuracy": accuracy, "dir": out}
 
 
 def evaluate_seconds(run_dir: Path, repeats: int = 3) -> list[float]:
     """Wall seconds of the whole `digitrec evaluate` command (start-up and loading included)."""
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "digitrec", "evaluate", str(run_dir), "--no-report"], check=True,
-                       stdout=subprocess.DEVNULL)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+    return [timed([sys.executable, "-m", "digitrec", "evaluate", str(run_dir), "--no-report"]) for _ in range(repeats)]
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -135,8 +131,7 @@ def main() -> None:
     for seed in args.ensemble_seeds if args.ensemble else []:
         ensembles.append(run_ensemble(args.ensemble_recipe, args.ensemble, seed, root / f"ensemble-{seed}", test))
         print(f"  done: ensemble seed {seed}", file=sys.stderr)
-    inference = {r["label"]: evaluate_seconds(root / f"{r['label']}-{r['seed']}") for r in results if r["label"] in args.recipes
-                 and r["seed"] == args.seeds[0]}
+    inference = {r["label"]: evaluate_seconds(r["dir"]) for r in results if r["label"] in args.recipes and r["seed"] == args.seeds[0]}
     inference |= {f"{e['label']} (seed {e['seed']})": evaluate_seconds(e["dir"]) for e in ensembles}
 
     print("| recipe | seed | epochs | wall s | to 99.0 % | to 99.5 % | to 99.7 % | test acc | images/s | train GFLOP/s |")
@@ -165,10 +160,11 @@ def main() -> None:
         print(f"| {ensembles[0]['label']} | median | {statistics.median(e['wall'] for e in ensembles):.1f} | "
               f"{statistics.median(e['accuracy'] for e in ensembles):.2%} |")
 
-    print("\n| model | `digitrec evaluate --no-report` wall s (3 runs) | median |")
-    print("|---|---|---|")
-    for label, seconds in inference.items():
-        print(f"| {label} | {', '.join(f'{s:.2f}' for s in seconds)} | {statistics.median(seconds):.2f} |")
+    if inference:
+        print("\n| model | `digitrec evaluate --no-report` wall s (3 runs) | median |")
+        print("|---|---|---|")
+        for label, seconds in inference.items():
+            print(f"| {label} | {', '.join(f'{s:.2f}' for s in seconds)} | {statistics.median(seconds):.2f} |")
 
     fast = [r["reached"][0.990] for r in results if r["label"] == "fast" and r["reached"][0.990] is not None]
     for name in args.seed_models:
