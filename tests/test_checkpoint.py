@@ -55,6 +55,17 @@ def test_pickles_are_refused_without_being_unpickled(tmp_path: Path):
     assert not marker.exists()
 
 
+def test_a_checkpoint_whose_header_length_looks_like_a_pickle_signature_still_loads(tmp_path: Path):
+    path = tmp_path / "model.safetensors"
+    model = models.create("seed001-cnn1")
+    for padding in range(256):  # one header length in 256 starts the file with pickle's 0x80
+        checkpoint.save(path, model, "seed001-cnn1", {}, note="x" * padding)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert checkpoint.load(path).meta["note"] == "x" * padding
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda blob: blob[: len(blob) // 2], "damaged|truncated"),
     (lambda blob: b"\x07" * 5000, "not a safetensors file"),

@@ -69,6 +69,9 @@ def save(path: str | Path, model: nn.Module, architecture: str, arguments: dict[
 
 
 def _refuse_non_safetensors(blob: bytes, source: str) -> None:
+    header_size = int.from_bytes(blob[:8], "little")
+    if len(blob) >= 8 and header_size <= min(len(blob) - 8, MAX_HEADER_BYTES) and blob[8:9] == b"{":
+        return  # checked before the pickle signatures: a header of 128 + 256k bytes also starts with 0x80
     if blob[:1] == b"\x80" or blob[:2] == b"PK":
         raise DigitrecError(
             "this is a pickle or torch.save file; digitrec never unpickles (it can run arbitrary code) "
@@ -77,9 +80,7 @@ def _refuse_non_safetensors(blob: bytes, source: str) -> None:
         )
     if len(blob) < 8:
         raise DigitrecError(f"file is {len(blob)} bytes, too short to be a safetensors checkpoint", source)
-    header_size = int.from_bytes(blob[:8], "little")
-    if header_size > min(len(blob) - 8, MAX_HEADER_BYTES) or blob[8:9] != b"{":
-        raise DigitrecError("not a safetensors file (no valid header); it is truncated or of another format", source)
+    raise DigitrecError("not a safetensors file (no valid header); it is truncated or of another format", source)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
