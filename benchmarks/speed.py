@@ -107,7 +107,8 @@ def main() -> None:
                         help="seed models run once each with their report's recipe, for the speed-up")
     parser.add_argument("--ensemble", type=int, metavar="MEMBERS", help="also time `digitrec ensemble --members MEMBERS`")
     parser.add_argument("--ensemble-seeds", nargs="*", type=int, default=[0])
-    parser.add_argument("--ensemble-recipe", default="default", choices=["fast", "balanced", "default"])
+    parser.add_argument("--ensemble-recipe", default="default", metavar="PRESET[,PRESET...]",
+                        help="digitrec ensemble's --recipe: the members' presets, cycling")
     parser.add_argument("--keep", help="keep the run directories here (default: a temporary folder)")
     args = parser.parse_args()
     if not os.environ.get("DIGITREC_DATA"):

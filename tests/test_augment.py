@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from digitrec.augment import random_affine
+from digitrec.augment import random_warp
 from digitrec.recipes import Augment
 
 
@@ -16,23 +16,34 @@ def _square() -> torch.Tensor:
 
 def test_no_jitter_leaves_images_unchanged():
     images = _square().repeat(4, 1, 1, 1)
-    out = random_affine(images, Augment(), torch.Generator().manual_seed(0))
+    out = random_warp(images, Augment(), torch.Generator().manual_seed(0))
     assert torch.allclose(out, images, atol=1e-5)
 
 
 def test_shifts_move_the_ink_by_at_most_the_given_fraction():
     images = _square().repeat(64, 1, 1, 1)
-    out = random_affine(images, Augment(shift=0.1), torch.Generator().manual_seed(0))
+    out = random_warp(images, Augment(shift=0.1), torch.Generator().manual_seed(0))
     cols = torch.arange(28.0)
     centre = (out.sum(2).squeeze(1) * cols).sum(1) / out.sum((1, 2, 3))
     assert (centre - 13.5).abs().max() <= 0.1 * 28 + 0.5
     assert (centre - 13.5).abs().max() > 0.5  # something did move
 
 
+def test_elastic_warps_bend_the_ink_but_leave_it_in_place():
+    images = _square().repeat(64, 1, 1, 1)
+    out = random_warp(images, Augment(elastic=36, elastic_sigma=6), torch.Generator().manual_seed(0))
+    changed = (out - images).abs().sum((1, 2, 3)) / images.sum((1, 2, 3))
+    assert changed.min() > 0.05  # every square is bent…
+    assert torch.allclose(out.sum((1, 2, 3)), images.sum((1, 2, 3)), rtol=0.4)  # …stretches or squeezes it…
+    cols = torch.arange(28.0)
+    centre = (out.sum(2).squeeze(1) * cols).sum(1) / out.sum((1, 2, 3))
+    assert (centre - 13.5).abs().max() < 3  # …and leaves it about where it was
+
+
 def test_same_generator_seed_gives_the_same_batch():
     images = _square().repeat(8, 1, 1, 1)
-    jitter = Augment(rotation=10, zoom=0.1, shift=0.1)
-    first = random_affine(images, jitter, torch.Generator().manual_seed(3))
-    second = random_affine(images, jitter, torch.Generator().manual_seed(3))
+    jitter = Augment(rotation=10, zoom=0.1, shift=0.1, elastic=36)
+    first = random_warp(images, jitter, torch.Generator().manual_seed(3))
+    second = random_warp(images, jitter, torch.Generator().manual_seed(3))
     assert torch.equal(first, second)
     assert not torch.equal(first[0], first[1])  # every image gets its own draw

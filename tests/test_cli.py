@@ -31,7 +31,13 @@ def test_models_lists_every_architecture_with_the_reports_parameter_counts():
     assert "437,310" in lines["seed001-mlp6"]
     assert len([name for name in lines if name.startswith("seed")]) == 26
     assert "digitnet" in lines
-    assert [line.split()[0] for line in recipes.splitlines()[1:]] == ["fast", "balanced", "default"]
+    assert [line.split()[0] for line in recipes.splitlines()[1:]] == ["fast", "balanced", "default", "elastic"]
+
+
+def test_an_ensemble_of_an_unknown_preset_is_refused_in_one_line_before_anything_is_written(tmp_path: Path):
+    result = run_cli("ensemble", "--recipe", "default,elastc", "--out", str(tmp_path / "ens"))
+    _assert_one_line_error(result, "unknown preset 'elastc'", "--recipe")
+    assert not (tmp_path / "ens").exists()
 
 
 def test_model_and_recipe_are_alternatives():

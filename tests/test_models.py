@@ -43,6 +43,17 @@ def test_every_model_maps_a_batch_of_digits_to_ten_logits(name: str):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("arguments", [{}, {"kernels": [7, 5, 3]}, {"kernels": [3, 5, 5], "stem_stride": 2}])
+def test_digitnet_kernels_size_the_first_convolution_of_each_block(arguments: dict):
+    model = models.create("digitnet", **arguments).eval()
+    stride = arguments.get("stem_stride", 1)
+    firsts = [m for m in model.features if isinstance(m, nn.Conv2d) and (m.in_channels == 1 or m.in_channels != m.out_channels)]
+    assert [m.kernel_size[0] for m in firsts] == list(arguments.get("kernels", [5, 3, 3]))
+    assert firsts[0].stride == (stride, stride)
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
 def test_seed_models_start_from_keras_initialisation():
     dense = next(m for m in models.create("seed001-mlp6").modules() if isinstance(m, nn.Linear))
     bound = (6 / (dense.in_features + dense.out_features)) ** 0.5  # Glorot uniform

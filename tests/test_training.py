@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,10 +166,34 @@ def test_an_ensemble_averages_its_members_and_a_rerun_reuses_them(tmp_path: Path
         assert torch.allclose(checkpoint.load(again.final).model(x), ensemble.model(x))
 
 
-def test_an_ensemble_of_no_members_is_refused_before_anything_is_written(tmp_path: Path):
-    with pytest.raises(DigitrecError, match="at least one member"):
-        training.train_ensemble("fast", 0, out=tmp_path / "ens")
+def test_ensemble_members_cycle_through_the_given_presets_with_consecutive_seeds(tmp_path: Path, synthetic_npz: Path):
+    quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False, "log": lambda line: None}
+    result = training.train_ensemble(["fast", "balanced"], 3, out=tmp_path / "ens", seed=7, **quiet)
+    configs = [json.loads((tmp_path / "ens" / f"member-{i}" / "config.json").read_text()) for i in range(3)]
+    expected = [models.PRESETS[name] for name in ("fast", "balanced", "fast")]
+    assert [c["arguments"] for c in configs] == [p.arguments for p in expected]
+    assert [c["recipe"]["epochs"] for c in configs] == [p.recipe.epochs for p in expected]
+    assert [c["seed"] for c in configs] == [7, 8, 9]
+    members = checkpoint.load(result.final).meta["arguments"]["members"]
+    assert [m["arguments"] for m in members] == [p.arguments for p in expected]
+
+
+@pytest.mark.parametrize(("presets", "members", "message"), [
+    ("fast", 0, "at least one member"),
+    (["fast", "fastest"], 2, "unknown preset 'fastest'"),
+    ([], 2, "at least one preset"),
+])
+def test_a_bad_ensemble_is_refused_before_anything_is_written(tmp_path: Path, presets, members: int, message: str):
+    with pytest.raises(DigitrecError, match=message):
+        training.train_ensemble(presets, members, out=tmp_path / "ens")
     assert not (tmp_path / "ens").exists()
+
+
+def test_the_elastic_preset_is_the_default_net_on_warped_digits():
+    elastic, default = models.PRESETS["elastic"], models.PRESETS["default"]
+    assert (elastic.model, elastic.arguments) == (default.model, default.arguments)
+    assert elastic.recipe.augment.elastic > 0 and default.recipe.augment.elastic == 0
+    assert replace(elastic.recipe, augment=default.recipe.augment) == default.recipe
 
 
 def test_digitrecs_sgd_computes_what_torch_sgd_does():

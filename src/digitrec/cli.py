@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> None:
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
             weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
             label_smoothing=args.label_smoothing, validation=args.validation, early_stopping=args.early_stopping,
-            ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift,
+            ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift, elastic=args.elastic,
         )
         result = training.train(preset.model, recipe, arguments=preset.arguments, data_spec=args.data, data_dir=args.data_dir, out=args.out,
                              seed=args.seed, device=args.device, keep_epochs=args.keep_epochs, progress=not args.quiet)
@@ -68,7 +68,9 @@ def _train(args: argparse.Namespace) -> None:
 def _ensemble(args: argparse.Namespace) -> None:
     from digitrec import training
 
-    result = training.train_ensemble(args.recipe, args.members, out=args.out, seed=args.seed, data_spec=args.data,
+    presets = args.recipe.split(",") if args.recipe else training.ENSEMBLE_PRESETS
+    members = training.ENSEMBLE_MEMBERS if args.members is None else args.members
+    result = training.train_ensemble(presets, members, out=args.out, seed=args.seed, data_spec=args.data,
                                      data_dir=args.data_dir, device=args.device, progress=not args.quiet)
     print(f"ensemble:      {result.final}")
 
@@ -177,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
     t = commands.add_parser("train", help="train a model into a run directory")
     t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`)")
-    t.add_argument("--recipe", choices=["fast", "balanced", "default"],
-                   help="digitrec's presets: fast (~10 s), balanced (~1 min), default (best single model, ~10 min)")
+    t.add_argument("--recipe", choices=["fast", "balanced", "default", "elastic"],
+                   help="digitrec's presets: fast (~10 s), balanced (~1 min), default (best single model, ~10 min), "
+                        "elastic (default on elastically warped digits)")
     t.add_argument("--data", default="mnist", help=data_help)
     t.add_argument("--data-dir", help="folder with the MNIST files (default: $DIGITREC_DATA or the user cache)")
     t.add_argument("--out", help="run directory (default: a new folder under runs/)")
@@ -203,11 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--rotation", type=float, metavar="DEGREES")
     recipe.add_argument("--zoom", type=float, metavar="FRACTION")
     recipe.add_argument("--shift", type=float, metavar="FRACTION")
+    recipe.add_argument("--elastic", type=float, metavar="PIXELS", help="strength of elastic warps in pixels (the elastic preset: 36)")
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
-    n.add_argument("--members", type=int, default=4, help="how many models to train and combine (default: 4)")
-    n.add_argument("--recipe", default="default", choices=["fast", "balanced", "default"], help="the preset of every member")
+    n.add_argument("--members", type=int, help="how many models to train and combine (default: 4)")
+    n.add_argument("--recipe", metavar="PRESET[,PRESET...]",
+                   help="member N uses the Nth preset, cycling (default: default)")
     n.add_argument("--data", default="mnist", help=data_help)
     n.add_argument("--data-dir")
     n.add_argument("--out", help="ensemble directory (default: a new folder under runs/); run again to continue it")

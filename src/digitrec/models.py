@@ -290,21 +290,22 @@ def pooled_block(cin: int, cout: int, kernel: int, extra: int) -> list[nn.Module
 class DigitNet(nn.Module):
     """digitrec's own CNN, shaped for a CPU: 28 -> 14 -> 7 -> 3 px in three blocks, then a linear head.
 
-    ``widths`` sets the channels of the three blocks and ``extra`` the added 3x3 layers of each.
+    ``widths`` sets the channels of the three blocks, ``kernels`` the size of each block's first
+    convolution and ``extra`` the added 3x3 layers of each.
     ``stem_stride=2`` replaces the first block's full-resolution convolution and pooling by a
     stride-2 convolution: a quarter of the stem's cost, for the recipes that race the clock.
     """
 
     def __init__(self, widths: tuple[int, int, int] | list[int] = (32, 64, 128), extra: tuple[int, int, int] | list[int] = (1, 1, 0),
-                 stem_stride: int = 1):
+                 stem_stride: int = 1, kernels: tuple[int, int, int] | list[int] = (5, 3, 3)):
         super().__init__()
         a, b, c = widths
         if stem_stride == 2:
-            stem = [nn.Conv2d(1, a, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(a), nn.ReLU(inplace=True)]
+            stem = [nn.Conv2d(1, a, kernels[0], stride=2, padding=kernels[0] // 2, bias=False), nn.BatchNorm2d(a), nn.ReLU(inplace=True)]
             stem += [layer for _ in range(extra[0]) for layer in conv_bn(a, a)]
         else:
-            stem = pooled_block(1, a, 5, extra[0])
-        self.features = nn.Sequential(*stem, *pooled_block(a, b, 3, extra[1]), *pooled_block(b, c, 3, extra[2]))
+            stem = pooled_block(1, a, kernels[0], extra[0])
+        self.features = nn.Sequential(*stem, *pooled_block(a, b, kernels[1], extra[1]), *pooled_block(b, c, kernels[2], extra[2]))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 3 * 3, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -353,4 +354,9 @@ PRESETS: dict[str, Preset] = {
                        ">= 99.5 % in about a minute on two CPU cores"),
     "default": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0]}, DIGITNET_RECIPE,
                       "the best single model within 10 minutes on two CPU cores"),
+    # Simard et al.'s elastic warps on top of the affine jitter: about as accurate alone, and wrong
+    # on other digits than the default model (BENCHMARKS.md), for ensembles of mixed members.
+    "elastic": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0]},
+                      replace(DIGITNET_RECIPE, augment=replace(DIGITNET_RECIPE.augment, elastic=36.0)),
+                      "the default model trained on elastically warped digits (~1 s more per epoch)"),
 }

@@ -15,15 +15,17 @@ SCHEDULES = ("constant", "step", "plateau", "onecycle", "cosine")
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine jitter of whole batches, as Keras' ImageDataGenerator draws it."""
+    """Random jitter of whole batches: affine as Keras' ImageDataGenerator draws it, plus elastic warps."""
 
     rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
     zoom: float = 0.0  # x and y scale drawn independently from [1 - zoom, 1 + zoom]
     shift: float = 0.0  # fraction of the image size, uniform in [-shift, shift]
+    elastic: float = 0.0  # strength of Simard's elastic distortion, in pixels; 0 = none
+    elastic_sigma: float = 6.0  # smoothness of that distortion field, in pixels (Ciresan et al. 2010)
 
     @property
     def active(self) -> bool:
-        return bool(self.rotation or self.zoom or self.shift)
+        return bool(self.rotation or self.zoom or self.shift or self.elastic)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec import checkpoint, data, models
-from digitrec.augment import random_affine
+from digitrec.augment import random_warp
 from digitrec.errors import DigitrecError
 from digitrec.inference import current_export, predict_logits
 from digitrec.metrics import HISTORY, Evaluation, fit_temperature, read_history
@@ -361,33 +361,41 @@ def _export(run_dir: Path, log: Callable[[str], None]) -> None:
 
 
 ENSEMBLE_MEMBERS = 4
+ENSEMBLE_PRESETS = ("default",)
 
 
-def train_ensemble(preset: str = "default", members: int = ENSEMBLE_MEMBERS, *, out: str | Path | None = None, seed: int = 0,
-                   data_spec: str = "mnist", data_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
-                   log: Callable[[str], None] = print) -> RunResult:
-    """Train ``members`` models of a preset with seeds ``seed``, ``seed+1``, … and combine them.
+def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int = ENSEMBLE_MEMBERS, *, out: str | Path | None = None,
+                   seed: int = 0, data_spec: str = "mnist", data_dir: str | Path | None = None, device: str = "auto",
+                   progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+    """Train ``members`` models, member N from ``presets[N % len(presets)]`` with seed ``seed + N``, and combine them.
 
-    Four members by default: members of one recipe make much the same mistakes, so on MNIST
+    Four default models by default: members of one recipe make much the same mistakes, so on MNIST
     a fifth or sixth adds under 0.01 points (BENCHMARKS.md) while each adds ~0.9 s to evaluating
-    the 10,000 test digits on two CPU cores.
+    the 10,000 test digits on two CPU cores. Alternating with the ``elastic`` preset, whose members
+    err on other digits, measured no better (BENCHMARKS.md), so it is an option, not the default.
 
     Each member is an ordinary run directory (``member-N``) inside ``out``; running the same command
     again skips finished members and resumes an interrupted one, so no member's work is lost.
     The combined model is ``out/final.safetensors`` with architecture ``ensemble``.
     """
+    presets = [presets] if isinstance(presets, str) else list(presets)
     if members < 1:
         raise DigitrecError(f"an ensemble needs at least one member, got {members}", "--members")
-    chosen = models.PRESETS[preset]
-    out = Path(out) if out else new_run_dir(f"ensemble-{preset}")
+    if not presets:
+        raise DigitrecError("an ensemble needs at least one preset", "--recipe")
+    for name in presets:
+        if name not in models.PRESETS:
+            raise DigitrecError(f"unknown preset {name!r}; choose from {', '.join(models.PRESETS)}", "--recipe")
+    out = Path(out) if out else new_run_dir("ensemble")
     out.mkdir(parents=True, exist_ok=True)
     histories: list[dict[str, Any]] = []
     loaded_members: list[checkpoint.Checkpoint] = []
     for index in range(members):
         member_dir = out / f"member-{index}"
         label = f"member {index + 1}/{members}"
+        chosen = models.PRESETS[presets[index % len(presets)]]
         if not (member_dir / CONFIG).exists():
-            log(f"{label}: training {chosen.model} {chosen.arguments} with seed {seed + index}")
+            log(f"{label}: training the {presets[index % len(presets)]} preset with seed {seed + index}")
             result = train(chosen.model, chosen.recipe, arguments=chosen.arguments, data_spec=data_spec, data_dir=data_dir,
                            out=member_dir, seed=seed + index, device=device, progress=progress, log=log)
         else:
@@ -402,7 +410,7 @@ def train_ensemble(preset: str = "default", members: int = ENSEMBLE_MEMBERS, *, 
     meta = loaded_members[0].meta
     temperature = _training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
     checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
-                    training={"preset": preset, "members": members, "seed": seed}, data=meta["data"])
+                    training={"presets": presets, "members": members, "seed": seed}, data=meta["data"])
     _export(out, log)
     return RunResult(out, histories)
 
@@ -419,7 +427,7 @@ def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer | SGD, schedul
         batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
         x = images[batch].unsqueeze(1).float().div_(255)
         if recipe.augment.active:
-            x = random_affine(x, recipe.augment, generator)
+            x = random_warp(x, recipe.augment, generator)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels[batch]
         lr = schedule.at((epoch - 1) * steps + step)
@@ -450,8 +458,9 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
     """``recipe`` with the given fields replaced; ``None`` means keep."""
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if any(k in changes for k in ("rotation", "zoom", "shift")):
-        augment = replace(recipe.augment, **{k: changes.pop(k) for k in ("rotation", "zoom", "shift") if k in changes})
+    jitter = ("rotation", "zoom", "shift", "elastic")
+    if any(k in changes for k in jitter):
+        augment = replace(recipe.augment, **{k: changes.pop(k) for k in jitter if k in changes})
         changes["augment"] = augment
     try:
         return replace(recipe, **changes)
