@@ -393,9 +393,10 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     for index in range(members):
         member_dir = out / f"member-{index}"
         label = f"member {index + 1}/{members}"
-        chosen = models.PRESETS[presets[index % len(presets)]]
+        preset = presets[index % len(presets)]
+        chosen = models.PRESETS[preset]
         if not (member_dir / CONFIG).exists():
-            log(f"{label}: training the {presets[index % len(presets)]} preset with seed {seed + index}")
+            log(f"{label}: training the {preset} preset with seed {seed + index}")
             result = train(chosen.model, chosen.recipe, arguments=chosen.arguments, data_spec=data_spec, data_dir=data_dir,
                            out=member_dir, seed=seed + index, device=device, progress=progress, log=log)
         else:
