@@ -34,6 +34,12 @@ def test_models_lists_every_architecture_with_the_reports_parameter_counts():
     assert [line.split()[0] for line in recipes.splitlines()[1:]] == ["fast", "balanced", "default", "elastic"]
 
 
+def test_train_offers_every_preset_by_name():
+    from digitrec import models
+
+    assert "--recipe {" + ",".join(models.PRESETS) + "}" in run_cli("train", "--help").stdout
+
+
 def test_an_ensemble_of_an_unknown_preset_is_refused_in_one_line_before_anything_is_written(tmp_path: Path):
     result = run_cli("ensemble", "--recipe", "default,elastc", "--out", str(tmp_path / "ens"))
     _assert_one_line_error(result, "unknown preset 'elastc'", "--recipe")
