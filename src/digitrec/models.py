@@ -354,9 +354,8 @@ PRESETS: dict[str, Preset] = {
                        ">= 99.5 % in about a minute on two CPU cores"),
     "default": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0]}, DIGITNET_RECIPE,
                       "the best single model within 10 minutes on two CPU cores"),
-    # Simard et al.'s elastic warps on top of the affine jitter: about as accurate alone, and wrong
-    # on other digits than the default model (BENCHMARKS.md), for ensembles of mixed members.
-    "elastic": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0]},
-                      replace(DIGITNET_RECIPE, augment=replace(DIGITNET_RECIPE.augment, elastic=36.0)),
-                      "the default model trained on elastically warped digits (~1 s more per epoch)"),
 }
+# Simard et al.'s elastic warps on top of the affine jitter: about as accurate alone, and wrong on
+# other digits than the default model (BENCHMARKS.md), for ensembles of mixed members.
+PRESETS["elastic"] = replace(PRESETS["default"], recipe=replace(DIGITNET_RECIPE, augment=replace(DIGITNET_RECIPE.augment, elastic=36.0)),
+                             summary="the default model trained on elastically warped digits (~1 s more per epoch)")
