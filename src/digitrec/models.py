@@ -346,7 +346,7 @@ class Preset:
 # Fixed schedules with no validation split: every training image is used and nothing is chosen by
 # accuracy on held-out data, let alone the test set. BENCHMARKS.md has the measured figures.
 PRESETS: dict[str, Preset] = {
-    # fast's middle block has 16 channels, not 32: half the FLOPs and ~27 % less time per epoch,
+    # fast's middle block has 16 channels, not 32: half the multiply-adds and ~27 % less time per epoch,
     # with the same accuracy on a held-out sixth of the training set (98.95 % against 98.96 %, 6 seeds).
     "fast": Preset("digitnet", {"widths": [16, 16, 64], "extra": [0, 0, 0], "stem_stride": 2},
                    replace(DIGITNET_RECIPE, epochs=1, augment=Augment()),  # one epoch gains nothing from jitter
