@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = commands.add_parser("train", help="train a model into a run directory")
     t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`)")
     t.add_argument("--recipe", choices=["fast", "balanced", "default", "elastic"],
-                   help="digitrec's presets: fast (~10 s), balanced (~1 min), default (best single model, ~10 min), "
+                   help="digitrec's presets: fast (7-9 s), balanced (~1 min), default (best single model, ~10 min), "
                         "elastic (default on elastically warped digits)")
     t.add_argument("--data", default="mnist", help=data_help)
     t.add_argument("--data-dir", help="folder with the MNIST files (default: $DIGITREC_DATA or the user cache)")
