@@ -26,14 +26,12 @@ def fast_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory of the fast recipe trained on real MNIST (about 10 s), shared by the tests that read it."""
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST not found in {SHARED_MNIST} (CI has it there)")
-    from digitrec import models, training
+    from digitrec import plans, training
 
-    preset = models.PRESETS["fast"]
     out = tmp_path_factory.mktemp("fast") / "run"
     with pytest.MonkeyPatch.context() as patch:  # session fixtures start before private_cache
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
-        training.train(preset.model, preset.recipe, arguments=preset.arguments, data_dir=SHARED_MNIST, out=out, progress=False,
-                       log=lambda line: None)
+        training.train(plans.PRESETS["fast"], data_dir=SHARED_MNIST, out=out, progress=False, log=lambda line: None)
     return out
 
 

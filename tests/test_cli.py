@@ -35,9 +35,9 @@ def test_models_lists_every_architecture_with_the_reports_parameter_counts():
 
 
 def test_train_offers_every_preset_by_name():
-    from digitrec import models
+    from digitrec import plans
 
-    assert "--recipe {" + ",".join(models.PRESETS) + "}" in run_cli("train", "--help").stdout
+    assert "--recipe {" + ",".join(plans.PRESETS) + "}" in run_cli("train", "--help").stdout
 
 
 def test_an_ensemble_of_an_unknown_preset_is_refused_in_one_line_before_anything_is_written(tmp_path: Path):

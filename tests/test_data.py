@@ -406,6 +406,88 @@ def test_kaggle_error_line_number_counts_blank_lines_in_the_file(tmp_path: Path)
     refusal(excinfo, "line 4, column pixel17")
 
 
+def test_kaggle_csv_accepts_quoted_numbers_and_whole_numbers_written_as_floats(tmp_path: Path) -> None:
+    pixels = np.arange(784) % 256
+    quoted = ",".join(['"7"'] + [f'"{p}"' for p in pixels])
+    as_floats = ",".join(["3.0"] + [f"{p}.0" for p in pixels])
+    mixed = ",".join(['"0.0"'] + [str(p) if p % 2 else f"{p}.0" for p in pixels])
+    header = ",".join(f'"{name}"' for name in kaggle_header().split(","))  # quoted names, as some exporters write them
+    path = write_kaggle(tmp_path / "train.csv", [header, quoted, as_floats, mixed])
+
+    digits = data.load_kaggle_csv(path)
+
+    assert digits.labels.dtype == np.int64 and digits.labels.tolist() == [7, 3, 0]
+    assert digits.images.dtype == np.uint8
+    for image in digits.images:
+        assert image.flatten().tolist() == pixels.tolist()
+
+
+KAGGLE_BAD_CELLS = {
+    # id: (cell, column it is put in, fragments of the message)
+    "half-pixel": ("2.5", "pixel9", ("'2.5' is not a whole number",)),
+    "half-label": ("2.5", "label", ("'2.5' is not a whole number",)),
+    "word": ("x", "pixel9", ("'x' is not a whole number",)),
+    "nan": ("nan", "pixel9", ("'nan' is not a whole number",)),
+    "float-pixel-above-255": ("300.0", "pixel9", ("pixel value 300.0", "outside 0-255")),
+    "quoted-pixel-above-255": ('"256"', "pixel9", ("pixel value 256", "outside 0-255")),
+    "float-label-below-0": ("-1.0", "label", ("label -1.0", "outside 0-9")),
+}
+
+
+@pytest.mark.parametrize("cell, column, reason", KAGGLE_BAD_CELLS.values(), ids=KAGGLE_BAD_CELLS.keys())
+def test_kaggle_cell_that_is_not_a_whole_number_in_range_is_refused_where_it_is_even_among_float_cells(
+    tmp_path: Path, cell: str, column: str, reason: tuple[str, ...]
+) -> None:
+    floats = ["1.0"] + ["0.0"] * 784  # whole numbers written as floats: acceptable, so the bad cell is the first error
+    bad = list(floats)
+    bad[0 if column == "label" else 1 + int(column.removeprefix("pixel"))] = cell
+    path = write_kaggle(tmp_path / "train.csv", [kaggle_header(), ",".join(floats), ",".join(bad)])
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_kaggle_csv(path)
+
+    refusal(excinfo, str(path), f"line 3, column {column}", *reason)
+
+
+def test_kaggle_refusal_echoes_at_most_40_characters_of_a_cell_or_header_name(tmp_path: Path) -> None:
+    zeros = np.zeros(784, dtype=int)
+    long_cell = write_kaggle(tmp_path / "cell.csv", [kaggle_header(), kaggle_row(zeros, 1).replace(",0", "," + "9" * 1000 + "x", 1)])
+    long_name = write_kaggle(tmp_path / "name.csv", [kaggle_header().replace("pixel3,", "p" * 1000 + ","), kaggle_row(zeros, 1)])
+
+    for path, place in ((long_cell, "line 2, column pixel0"), (long_name, "line 1, column 5")):
+        with pytest.raises(DigitrecError) as excinfo:
+            data.load_kaggle_csv(path)
+
+        message = refusal(excinfo, str(path), place)
+        assert len(message) < len(str(path)) + 120, message
+
+
+@pytest.mark.parametrize("separator", [";", "\t"], ids=["semicolon", "tab"])
+def test_kaggle_file_separated_by_another_character_is_refused_naming_the_separator_in_one_short_line(
+    tmp_path: Path, separator: str
+) -> None:
+    header = kaggle_header().replace(",", separator)
+    path = write_kaggle(tmp_path / "train.csv", [header, kaggle_row(np.zeros(784, dtype=int), 5).replace(",", separator)])
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_kaggle_csv(path)
+
+    message = refusal(excinfo, str(path), "line 1", f"columns are separated by {separator!r}, not commas")
+    assert len(message) < len(str(path)) + 120, message
+
+
+@pytest.mark.parametrize("position", [785, 2], ids=["last", "second"])
+def test_kaggle_header_with_the_label_column_elsewhere_than_first_is_refused_as_misplaced(tmp_path: Path, position: int) -> None:
+    names = list(data.PIXEL_COLUMNS)
+    names.insert(position - 1, "label")
+    path = write_kaggle(tmp_path / "train.csv", [",".join(names), kaggle_row(np.zeros(785, dtype=int))])
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_kaggle_csv(path)
+
+    refusal(excinfo, str(path), f"line 1, column {position}", "label column is misplaced", "must be the first column", "label,pixel0,")
+
+
 # --- 3. Keras npz --------------------------------------------------------------------------
 
 UNPICKLED: list[str] = []
@@ -450,14 +532,37 @@ def test_npz_holding_a_pickled_object_array_is_refused_without_unpickling(tmp_pa
     assert UNPICKLED == []
 
 
-def test_file_that_is_not_a_zip_archive_is_refused_as_npz(tmp_path: Path) -> None:
+def test_file_that_is_not_a_zip_archive_is_refused_as_not_an_npz_without_talk_of_pickles(tmp_path: Path) -> None:
     path = tmp_path / "mnist.npz"
     path.write_text("this is not a zip archive\n")
 
     with pytest.raises(DigitrecError) as excinfo:
         data.load_npz(path)
 
-    refusal(excinfo, str(path), "not a readable .npz archive")
+    message = refusal(excinfo, str(path), "not an .npz archive (a zip of .npy arrays)")
+    assert "pickle" not in message and "kaggle:" not in message
+
+
+@pytest.mark.parametrize("spec_of", [lambda p: f"npz:{p}", str], ids=["npz:PATH", "bare-.npz-path"])
+def test_csv_given_as_npz_is_refused_suggesting_kaggle(tmp_path: Path, spec_of) -> None:
+    path = write_kaggle(tmp_path / "digits.npz", [kaggle_header(), kaggle_row(np.zeros(784, dtype=int), 5)])
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load(spec_of(path))
+
+    message = refusal(excinfo, str(path), "not an .npz archive", "kaggle:PATH")
+    assert "pickle" not in message
+
+
+def test_npz_holding_a_pickled_object_array_is_refused_without_mentioning_allow_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, x_train=np.array([{"a": 1}], dtype=object), y_train=np.array([1], np.uint8))
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_npz(path)
+
+    message = refusal(excinfo, str(path), "Python objects", "never unpickles")
+    assert "allow_pickle" not in message
 
 
 def test_single_array_npy_file_is_refused_as_npz(tmp_path: Path) -> None:
@@ -467,7 +572,7 @@ def test_single_array_npy_file_is_refused_as_npz(tmp_path: Path) -> None:
     with pytest.raises(DigitrecError) as excinfo:
         data.load_npz(path)
 
-    refusal(excinfo, str(path))
+    refusal(excinfo, str(path), "a single array", "not an .npz archive")
 
 
 # --- 4. image folders ----------------------------------------------------------------------
@@ -661,6 +766,28 @@ def test_load_mnist_without_download_names_the_missing_file_and_folder(tmp_path:
         data.load_mnist("test", data_dir=root, download=False)
 
     refusal(excinfo, str(root), "t10k-images-idx3-ubyte.gz not found")
+
+
+@pytest.mark.parametrize("how", ["data_dir", "DIGITREC_DATA"])
+def test_mnist_data_dir_that_is_a_file_is_refused_at_once_without_downloading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    not_a_folder = tmp_path / "train.csv"
+    not_a_folder.write_text("label,pixel0\n")
+    monkeypatch.setenv("DIGITREC_MNIST_MIRRORS", "http://127.0.0.1:9/")
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    if how == "DIGITREC_DATA":
+        monkeypatch.setenv("DIGITREC_DATA", str(not_a_folder))
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_mnist("test", data_dir=not_a_folder if how == "data_dir" else None)
+
+    refusal(excinfo, str(not_a_folder), "is a file, not a folder")
+    assert "downloading" not in capsys.readouterr().err
 
 
 # --- 8. decoded cache ----------------------------------------------------------------------

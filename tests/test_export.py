@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import SHARED_MNIST, run_cli, synthetic_digits
 
-from digitrec import checkpoint, data, models, training
+from digitrec import checkpoint, data, models, plans, training
 from digitrec.export import export_onnx
 from digitrec.inference import OnnxEngine, TorchEngine, open_engine
 from digitrec.metrics import log_softmax
@@ -55,8 +55,8 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     folder = tmp_path_factory.mktemp("synthetic")
     x, y = synthetic_digits(400, seed=1)
     np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
-    training.train("seed001-cnn1", training.with_overrides(models.REGISTRY["seed001-cnn1"].recipe, epochs=2, lr=0.003),
-                   data_spec=f"npz:{folder / 'digits.npz'}", out=folder / "run", progress=False, log=_quiet)
+    training.train(plans.resolve("seed001-cnn1", epochs=2, lr=0.003), data_spec=f"npz:{folder / 'digits.npz'}", out=folder / "run",
+                   progress=False, log=_quiet)
     return folder / "run", folder / "digits.npz"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec import checkpoint, models, training
+from digitrec import checkpoint, models, plans, training
 from digitrec.errors import DigitrecError
 from digitrec.recipes import Augment, Recipe
 
@@ -23,7 +23,7 @@ QUICK = Recipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=3, validation=0.
 
 
 def _train(tmp_path: Path, npz: Path, name: str = "run", recipe: Recipe = QUICK, **kwargs) -> training.RunResult:
-    return training.train("seed001-cnn1", recipe, data_spec=f"npz:{npz}", out=tmp_path / name, progress=False,
+    return training.train(plans.resolve("seed001-cnn1", recipe), data_spec=f"npz:{npz}", out=tmp_path / name, progress=False,
                        log=lambda line: None, **kwargs)
 
 
@@ -61,8 +61,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        training.train("seed001-cnn1", recipe, data_spec=f"npz:{synthetic_npz}", out=tmp_path / "cut", progress=False,
-                    log=interrupt_in_epoch_2)
+        training.train(plans.resolve("seed001-cnn1", recipe), data_spec=f"npz:{synthetic_npz}", out=tmp_path / "cut", progress=False,
+                       log=interrupt_in_epoch_2)
     assert checkpoint.read_metadata(tmp_path / "cut" / "final.safetensors")["epoch"] == 1  # epoch 1 was kept
     resumed = training.resume(tmp_path / "cut", progress=False, log=lambda line: None)
     assert numbers(resumed.history) == numbers(whole.history)
@@ -83,7 +83,7 @@ def test_keep_epochs_saves_every_epochs_model_and_elapsed_time(tmp_path: Path, s
 def test_an_existing_run_is_never_overwritten(tmp_path: Path, synthetic_npz: Path):
     result = _train(tmp_path, synthetic_npz)
     before = {p.name: p.read_bytes() for p in result.run_dir.iterdir()}
-    with pytest.raises(DigitrecError, match="already holds a run"):
+    with pytest.raises(DigitrecError, match="already holds a training run"):
         _train(tmp_path, synthetic_npz)
     assert {p.name: p.read_bytes() for p in result.run_dir.iterdir()} == before
 
@@ -133,11 +133,11 @@ def test_plateau_halves_the_rate_after_patience_epochs_without_gain_as_keras_doe
 
 def test_recipe_overrides_replace_only_what_is_given():
     base = models.REGISTRY["seed004"].recipe
-    changed = training.with_overrides(base, lr=0.01, epochs=None, zoom=0.2)
+    changed = plans.with_overrides(base, lr=0.01, epochs=None, zoom=0.2)
     assert changed.lr == 0.01 and changed.epochs == base.epochs
     assert changed.augment == Augment(rotation=10, zoom=0.2, shift=0.1)
     with pytest.raises(DigitrecError, match="unknown optimizer"):
-        training.with_overrides(base, optimizer="lion")
+        plans.with_overrides(base, optimizer="lion")
 
 
 def test_the_python_api_trains_with_recipe_fields_as_keywords(tmp_path: Path, synthetic_npz: Path):
@@ -170,7 +170,7 @@ def test_ensemble_members_cycle_through_the_given_presets_with_consecutive_seeds
     quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False, "log": lambda line: None}
     result = training.train_ensemble(["fast", "balanced"], 3, out=tmp_path / "ens", seed=7, **quiet)
     configs = [json.loads((tmp_path / "ens" / f"member-{i}" / "config.json").read_text()) for i in range(3)]
-    expected = [models.PRESETS[name] for name in ("fast", "balanced", "fast")]
+    expected = [plans.PRESETS[name] for name in ("fast", "balanced", "fast")]
     assert [c["arguments"] for c in configs] == [p.arguments for p in expected]
     assert [c["recipe"]["epochs"] for c in configs] == [p.recipe.epochs for p in expected]
     assert [c["seed"] for c in configs] == [7, 8, 9]
@@ -190,7 +190,7 @@ def test_a_bad_ensemble_is_refused_before_anything_is_written(tmp_path: Path, pr
 
 
 def test_the_elastic_preset_is_the_default_net_on_warped_digits():
-    elastic, default = models.PRESETS["elastic"], models.PRESETS["default"]
+    elastic, default = plans.PRESETS["elastic"], plans.PRESETS["default"]
     assert (elastic.model, elastic.arguments) == (default.model, default.arguments)
     assert elastic.recipe.augment.elastic > 0 and default.recipe.augment.elastic == 0
     assert replace(elastic.recipe, augment=default.recipe.augment) == default.recipe

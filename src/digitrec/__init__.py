@@ -56,22 +56,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'digitrec' has no attribute {name!r}")
 
 
-def train(model: str = "digitnet", recipe: Recipe | None = None, **options: Any) -> RunResult:
-    """Train a registered model; recipe fields (``epochs=3``, ``lr=0.01``…) may be given as keywords.
+def train(model: str | None = None, recipe: str | Recipe | None = None, **options: Any) -> RunResult:
+    """Train a preset (``"fast"``, ``"balanced"``, ``"default"``, ``"elastic"``) or a registered model into a new run directory.
 
-    Other keywords (``data_spec``, ``data_dir``, ``out``, ``seed``, ``device``, ``keep_epochs``, ``progress``) go to
-    :func:`digitrec.training.train`.
+    ``recipe`` is a preset name or a :class:`Recipe`; recipe fields (``epochs=3``, ``lr=0.01``,
+    ``rotation=10``…) may be given as keywords. Other keywords (``data_spec``, ``data_dir``, ``out``,
+    ``seed``, ``device``, ``keep_epochs``, ``progress``, ``log``) go to :func:`digitrec.training.train`.
     """
-    from digitrec import models, training
-    from digitrec.errors import DigitrecError
+    from digitrec import plans, training
 
-    run_options = {k: options.pop(k) for k in ("data_spec", "data_dir", "out", "seed", "device", "keep_epochs", "progress", "log",
-                                               "arguments")
+    run_options = {k: options.pop(k) for k in ("data_spec", "data_dir", "out", "seed", "device", "keep_epochs", "progress", "log")
                    if k in options}
-    if model not in models.REGISTRY:
-        raise DigitrecError(f"unknown model {model!r}; `digitrec models` lists them")
-    recipe = training.with_overrides(recipe or models.REGISTRY[model].recipe, **options)
-    return training.train(model, recipe, **run_options)
+    plan = plans.resolve(model, recipe, data=run_options.get("data_spec", "mnist"), **options)
+    return training.train(plan, **run_options)
 
 
 def evaluate(model: str | Path, data_spec: str = "mnist", **options: Any) -> Report:

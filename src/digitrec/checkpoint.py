@@ -18,9 +18,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from digitrec import models
-from digitrec.data import atomic_write
+from digitrec import models, rundir
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_write
 
 FORMAT = "digitrec-checkpoint"
 FORMAT_VERSION = 1
@@ -148,7 +148,7 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint file, or a run directory's final checkpoint."""
     path = Path(path)
     if path.is_dir():
-        final = path / "final.safetensors"
+        final = path / rundir.FINAL
         if not final.is_file():
             raise DigitrecError("is a folder but not a run directory (no final.safetensors in it)", str(path))
         return final

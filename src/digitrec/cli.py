@@ -6,10 +6,11 @@ Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 inter
 from __future__ import annotations
 
 import argparse
-import io
+import contextlib
+import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,49 +19,59 @@ from digitrec.errors import DigitrecError
 if TYPE_CHECKING:
     from digitrec.predict import Reading
 
-KAGGLE_VALIDATION = 0.1  # share of Kaggle's train.csv held out when the recipe holds out none
+RESUME_KEEPS = ("only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with")
 
 
 def _models(args: argparse.Namespace) -> None:
-    from digitrec import models
+    from digitrec import models, plans
 
     print(f"{'name':<18} {'parameters':>11}  {'reported':<24} description")
     for name, spec in models.REGISTRY.items():
         count = "members'" if spec.composite else f"{models.parameter_count(spec.build()):,}"
         print(f"{name:<18} {count:>11}  {spec.reported:<24} {spec.summary}")
     print(f"\n{'recipe':<18} {'parameters':>11}  description")
-    for name, preset in models.PRESETS.items():
+    for name, preset in plans.PRESETS.items():
         count = models.parameter_count(models.create(preset.model, **preset.arguments))
         print(f"{name:<18} {count:>11,}  {preset.model} {preset.arguments}: {preset.summary}")
 
 
-def _train(args: argparse.Namespace) -> None:
-    from digitrec import models, training
+@contextlib.contextmanager
+def _as_flags() -> Iterator[None]:
+    """Name a bad recipe field by the option that set it (``--label-smoothing``, not ``label_smoothing``)."""
+    from digitrec.plans import RECIPE_FIELDS
 
+    try:
+        yield
+    except DigitrecError as e:
+        if e.source in RECIPE_FIELDS:
+            raise DigitrecError(e.reason, "--" + e.source.replace("_", "-"), e.place) from None
+        raise
+
+
+def _recipe_options(args: argparse.Namespace) -> dict[str, object]:
+    from digitrec.plans import RECIPE_FIELDS
+
+    return {name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name, None) is not None}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from digitrec import plans, training
+
+    overrides = _recipe_options(args)
     if args.resume:
-        result = training.resume(args.resume, device=args.device, progress=not args.quiet)
+        others = {"--model": args.model, "--recipe": args.recipe, "--data": args.data, "--data-dir": args.data_dir, "--out": args.out,
+                  "--seed": args.seed, "--keep-epochs": args.keep_epochs or None}
+        given = [flag for flag, value in others.items() if value is not None]
+        given += ["--" + name.replace("_", "-") for name in overrides if name != "epochs"]
+        if given:
+            raise DigitrecError(RESUME_KEEPS, given[0])
+        result = training.resume(args.resume, epochs=args.epochs, device=args.device, progress=not args.quiet)
     else:
-        if args.model and args.recipe:
-            raise DigitrecError("give --model (with its own recipe) or --recipe (a digitrec preset), not both", "--recipe")
-        if args.model:
-            if args.model not in models.REGISTRY or models.REGISTRY[args.model].composite:
-                raise DigitrecError(f"unknown model {args.model!r} (ensembles come from `digitrec ensemble`); "
-                                    "`digitrec models` lists them", "--model")
-            preset = models.Preset(args.model, {}, models.REGISTRY[args.model].recipe, "")
-        else:
-            preset = models.PRESETS[args.recipe or "default"]
-        if args.data.startswith("kaggle:") and args.validation is None and not preset.recipe.validation:
-            # Kaggle's test.csv has no labels: the held-out part of train.csv is the only score before submitting
-            args.validation = KAGGLE_VALIDATION
-        recipe = training.with_overrides(
-            preset.recipe,
-            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-            weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
-            label_smoothing=args.label_smoothing, validation=args.validation, early_stopping=args.early_stopping,
-            ema=args.ema, rotation=args.rotation, zoom=args.zoom, shift=args.shift, elastic=args.elastic,
-        )
-        result = training.train(preset.model, recipe, arguments=preset.arguments, data_spec=args.data, data_dir=args.data_dir, out=args.out,
-                             seed=args.seed, device=args.device, keep_epochs=args.keep_epochs, progress=not args.quiet)
+        data = args.data or "mnist"
+        with _as_flags():
+            plan = plans.resolve(args.model, args.recipe, data=data, **overrides)
+        result = training.train(plan, data_spec=data, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
+                                keep_epochs=args.keep_epochs, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
     print(f"final model:   {result.final}")
 
@@ -90,34 +101,50 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"report: {result.html}")
 
 
+def _image_inputs(arguments: list[str]) -> tuple[list[object], list[str], list[DigitrecError]]:
+    """The images named on the command line: files, the images inside folders, and ``-`` for standard input."""
+    from digitrec import predict
+
+    if arguments.count("-") > 1:
+        raise DigitrecError("'-' (standard input) can be given only once", "IMAGE")
+    sources: list[object] = []
+    names: list[str] = []
+    empty: list[DigitrecError] = []
+    for argument in arguments:
+        if argument == "-":
+            sources.append(sys.stdin.buffer.read())
+            names.append("-")
+        elif Path(argument).is_dir():
+            found = predict.images_in(argument)
+            if not found:
+                empty.append(DigitrecError("no images found in this folder (PNG, JPEG, GIF, BMP, WebP or TIFF files)", argument))
+            sources += found
+            names += [str(path) for path in found]
+        else:  # a missing file is reported when it is read, like an unreadable one, and the others are still read
+            sources.append(Path(argument))
+            names.append(argument)
+    return sources, names, empty
+
+
 def _predict(args: argparse.Namespace) -> None:
-    from digitrec import images, predict
+    from digitrec import predict
 
     if not 0.0 <= args.threshold <= 1.0:
         raise DigitrecError(f"{args.threshold} is not a probability (0-1)", "--threshold")
     reader = predict.load(args.model, args.engine, args.threshold)
-    if args.images == ["-"]:
-        try:
-            inputs: list = [images.open_image(io.BytesIO(sys.stdin.buffer.read()))]
-        except DigitrecError as e:
-            raise DigitrecError(e.reason, "stdin") from None
-        names = ["-"]
-    else:
-        inputs = predict.image_files(args.images)
-        names = [str(path) for path in inputs]
-    failed = 0
-    for item, name in zip(inputs, names, strict=True):
-        try:
-            reading = reader.read([item], multi=args.multi, save_preprocessed=args.save_preprocessed, names=[name])[0]
-        except DigitrecError as e:  # one bad file among many: say so and read the rest
-            if len(inputs) == 1:
-                raise
-            print(f"digitrec: error: {e}", file=sys.stderr)
+    sources, names, empty_folders = _image_inputs(args.images)
+    total, failed = len(sources) + len(empty_folders), 0
+    readings = reader.read_each(sources, multi=args.multi, save_preprocessed=args.save_preprocessed, names=names)
+    for result in itertools.chain(empty_folders, readings):
+        if isinstance(result, DigitrecError):
+            if total == 1:
+                raise result
+            print(f"digitrec: error: {result}", file=sys.stderr, flush=True)
             failed += 1
-            continue
-        print(json.dumps(reading.to_dict()) if args.json else _reading_line(reading), flush=True)
+        else:
+            print(json.dumps(result.to_dict()) if args.json else _reading_line(result), flush=True)
     if failed:
-        raise DigitrecError(f"{failed} of {len(inputs)} image(s) could not be read")
+        raise DigitrecError(f"{failed} of {total} input(s) could not be read")
 
 
 def _reading_line(reading: Reading) -> str:
@@ -153,92 +180,121 @@ def _compare(args: argparse.Namespace) -> None:
 def _data_stats(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from digitrec import data, plots
+    from digitrec import data
+    from digitrec.files import check_writable_dir
 
     digits = data.load(args.data, args.part, args.data_dir)
-    counts = data.class_counts(digits)
+    out = check_writable_dir(args.out or f"reports/data-{digits.name.replace(':', '-')}")
+    pixels = digits.images.reshape(len(digits), -1).astype(np.float64)
     print(f"{digits.name}: {len(digits)} images")
-    for digit, count in enumerate(counts):
-        print(f"  {digit}: {count:>6}  {count / max(1, len(digits)):6.2%}")
-    out = Path(args.out or f"reports/data-{digits.name.replace(':', '-')}")
-    out.mkdir(parents=True, exist_ok=True)
-    plots.class_histogram(counts, out / "class_histogram.png", f"{digits.name}: images per class")
+    if len(digits):
+        print(f"  pixels: mean {pixels.mean():.1f} of 255, sd {pixels.std():.1f}, {(pixels > 0).mean():.1%} non-zero; "
+              f"blank images: {int((pixels.max(axis=1) == 0).sum())}")
+    from digitrec import plots  # matplotlib: only once the data is known to be good
+
+    plotted = []
+    if digits.labelled:
+        counts = data.class_counts(digits)
+        for digit, count in enumerate(counts):
+            print(f"  {digit}: {count:>6}  {count / max(1, len(digits)):6.2%}")
+        plotted.append(plots.class_histogram(counts, out / "class_histogram.png", f"{digits.name}: images per class"))
+    else:
+        print("  no labels in this set (a test set): no counts per class")
     sample = np.random.default_rng(0).permutation(len(digits))[:50]
     captions = [f"label {int(digits.labels[i])}" if digits.labels[i] >= 0 else "" for i in sample]
-    plots.digit_grid(digits.images[sample], captions, out / "samples.png", f"{digits.name}: random samples")
-    print(f"plots: {out / 'class_histogram.png'}, {out / 'samples.png'}")
+    plotted.append(plots.digit_grid(digits.images[sample], captions, out / "samples.png", f"{digits.name}: random samples"))
+    print(f"plots: {', '.join(map(str, plotted))}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digitrec")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from digitrec.plans import PRESETS  # no PyTorch: the presets are plain values
+
     parser = argparse.ArgumentParser(prog="digitrec", description="Handwritten digit recognition.")
+    parser.add_argument("--version", action="version", version=f"digitrec {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("models", help="list every architecture with its parameter count").set_defaults(run=_models)
 
     engine_help = "auto: ONNX Runtime on an .onnx file or a run directory's current final.onnx, else PyTorch"
     data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
+    data_dir_help = "folder with the four MNIST files (default: $DIGITREC_DATA, else the user cache, downloading them there)"
+    device_help = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
     t = commands.add_parser("train", help="train a model into a run directory")
-    t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`)")
-    t.add_argument("--recipe", choices=["fast", "balanced", "default", "elastic"],
+    t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`), or a preset")
+    t.add_argument("--recipe", choices=list(PRESETS),
                    help="digitrec's presets: fast (7-9 s), balanced (~1 min), default (best single model, ~10 min), "
-                        "elastic (default on elastically warped digits)")
-    t.add_argument("--data", default="mnist", help=data_help)
-    t.add_argument("--data-dir", help="folder with the MNIST files (default: $DIGITREC_DATA or the user cache)")
-    t.add_argument("--out", help="run directory (default: a new folder under runs/)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+                        "elastic (default on elastically warped digits); default: default")
+    t.add_argument("--data", help=data_help)
+    t.add_argument("--data-dir", help=data_dir_help)
+    t.add_argument("--out", help="run directory, new or empty (default: a new folder under runs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (with --epochs N: train it on to N epochs in all)")
+    t.add_argument("--seed", type=int, help="seeds the weights, the shuffling and the augmentation (default 0): same seed, same numbers")
+    t.add_argument("--device", default="auto", help=device_help)
     t.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's checkpoint (epoch-NNN.safetensors)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    recipe = t.add_argument_group("recipe (defaults: the model's own recipe)")
-    recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"])
-    recipe.add_argument("--lr", type=float)
-    recipe.add_argument("--momentum", type=float)
-    recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    recipe.add_argument("--weight-decay", type=float)
-    recipe.add_argument("--batch-size", type=int)
-    recipe.add_argument("--epochs", type=int)
-    recipe.add_argument("--schedule", choices=["constant", "step", "plateau", "onecycle", "cosine"])
-    recipe.add_argument("--label-smoothing", type=float)
+    recipe = t.add_argument_group("recipe (defaults: the model's or preset's own recipe)")
+    recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"], help="the optimizer")
+    recipe.add_argument("--lr", type=float, help="learning rate (the peak of the onecycle schedule), > 0")
+    recipe.add_argument("--momentum", type=float, help="momentum of SGD and RMSprop, in [0, 1)")
+    recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (SGD)")
+    recipe.add_argument("--weight-decay", type=float, help="L2 penalty on weights, never on biases or norms (decoupled for adamw)")
+    recipe.add_argument("--batch-size", type=int, help="images per step")
+    recipe.add_argument("--epochs", type=int, help="passes over the training data")
+    recipe.add_argument("--schedule", choices=["constant", "step", "plateau", "onecycle", "cosine"],
+                        help="learning rate over time: constant; step (x0.1 every 10 epochs); plateau (halved after 3 epochs "
+                             "without validation gain, as Keras' ReduceLROnPlateau); onecycle (rise, then fall to 0); cosine")
+    recipe.add_argument("--label-smoothing", type=float, help="share of each target spread over the other classes, in [0, 1)")
     recipe.add_argument("--validation", type=float, help="share of the training data held out (stratified; kaggle: data 0.1 unless given)")
-    recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="patience in epochs; 0 = off")
-    recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999); 0 = off")
-    recipe.add_argument("--rotation", type=float, metavar="DEGREES")
-    recipe.add_argument("--zoom", type=float, metavar="FRACTION")
-    recipe.add_argument("--shift", type=float, metavar="FRACTION")
+    recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after this many epochs without validation gain; 0 = off")
+    recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999), in [0, 1); 0 = off")
+    recipe.add_argument("--rotation", type=float, metavar="DEGREES", help="rotate each image by up to this many degrees either way")
+    recipe.add_argument("--zoom", type=float, metavar="FRACTION",
+                        help="scale each axis by a factor in [1 - zoom, 1 + zoom] (0.1 = up to 10 %%)")
+    recipe.add_argument("--shift", type=float, metavar="FRACTION",
+                        help="shift by up to this fraction of the image size either way (0.1 = up to 2.8 px)")
     recipe.add_argument("--elastic", type=float, metavar="PIXELS", help="strength of elastic warps in pixels (the elastic preset: 36)")
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
     n.add_argument("--members", type=int, help="how many models to train and combine (default: 4)")
     n.add_argument("--recipe", metavar="PRESET[,PRESET...]",
-                   help="member N uses the Nth preset, cycling (default: default)")
+                   help=f"member N uses the Nth preset, cycling; presets: {', '.join(PRESETS)} (default: default)")
     n.add_argument("--data", default="mnist", help=data_help)
-    n.add_argument("--data-dir")
+    n.add_argument("--data-dir", help=data_dir_help)
     n.add_argument("--out", help="ensemble directory (default: a new folder under runs/); run again to continue it")
-    n.add_argument("--seed", type=int, default=0, help="member N is trained with seed + N")
-    n.add_argument("--device", default="auto")
-    n.add_argument("--quiet", action="store_true")
+    n.add_argument("--seed", type=int, default=0, help="member N is trained with seed + N (default 0)")
+    n.add_argument("--device", default="auto", help=device_help)
+    n.add_argument("--quiet", action="store_true", help="no progress bars")
     n.set_defaults(run=_ensemble)
 
     e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
     e.add_argument("model", help="checkpoint file, run directory or exported .onnx file")
     e.add_argument("--data", default="mnist", help=data_help + " (the test part where there is one)")
-    e.add_argument("--data-dir")
+    e.add_argument("--data-dir", help=data_dir_help)
     e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     e.add_argument("--no-report", action="store_true", help="metrics only: no figures, no report files")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; only --engine torch runs off the CPU")
     e.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     e.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin")
     p.add_argument("model", help="run directory, checkpoint or exported .onnx file")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF), folders, or -")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF), folders of them, and - for one image on standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
     p.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
-    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     p.set_defaults(run=_predict)
 
@@ -255,16 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(run=_export)
 
     c = commands.add_parser("compare", help="one report comparing several runs")
-    c.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, ensemble directories, checkpoints or .onnx files")
     c.add_argument("--out", default="reports/compare", help="report folder (default: reports/compare)")
     c.set_defaults(run=_compare)
 
     d = commands.add_parser("data", help="inspect data sets")
     data_commands = d.add_subparsers(dest="data_command", required=True)
-    s = data_commands.add_parser("stats", help="counts per class, class histogram and sample grid")
+    s = data_commands.add_parser("stats", help="counts per class, pixel statistics, class histogram and sample grid")
     s.add_argument("--data", default="mnist", help=data_help)
-    s.add_argument("--part", default="train", choices=["train", "test"])
-    s.add_argument("--data-dir")
+    s.add_argument("--part", default="train", choices=["train", "test"], help="which part, where a source has both (default: train)")
+    s.add_argument("--data-dir", help=data_dir_help)
     s.add_argument("--out", help="folder for the plots (default: reports/data-NAME)")
     s.set_defaults(run=_data_stats)
     return parser

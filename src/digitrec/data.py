@@ -9,23 +9,26 @@ uint8 with white ink on black, as in MNIST, and int64 labels (``-1`` where unkno
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import http.client
 import io
 import os
+import re
 import struct
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_write
 
 # Sizes and SHA-256 of the *uncompressed* files: mirrors recompress, the content is what counts.
 MNIST_FILES: dict[str, tuple[int, str]] = {
@@ -74,23 +77,10 @@ def cache_dir() -> Path:
 
 def mnist_dir(data_dir: str | Path | None = None) -> Path:
     """``data_dir`` if given, else ``$DIGITREC_DATA``, else the cache's ``mnist`` folder."""
-    chosen = data_dir or os.environ.get("DIGITREC_DATA") or cache_dir() / "mnist"
-    return Path(chosen).expanduser()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    chosen = Path(data_dir or os.environ.get("DIGITREC_DATA") or cache_dir() / "mnist").expanduser()
+    if chosen.is_file():  # else nothing is found inside it and every mirror is tried before failing
+        raise DigitrecError("is a file, not a folder; point --data-dir or DIGITREC_DATA at the folder of MNIST files", str(chosen))
+    return chosen
 
 
 # --- IDX ---------------------------------------------------------------------------------
@@ -237,7 +227,7 @@ def _decoded_mnist_file(path: Path, stem: str) -> np.ndarray:
         raise DigitrecError("content does not match MNIST's published checksum; the file is corrupt or not MNIST", str(path))
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    with contextlib.suppress(OSError):  # a read-only cache only costs speed
+    with contextlib.suppress(DigitrecError):  # a read-only cache only costs speed
         atomic_write(cached, buffer.getvalue())
     return array
 
@@ -273,59 +263,159 @@ def _file_checksum(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def _not_npz(head: bytes) -> str:
+    """Why a file that is neither a zip nor an .npy is refused, with a hint when it is plainly a CSV."""
+    reason = "not an .npz archive (a zip of .npy arrays)"
+    first_line = head.split(b"\n", 1)[0]
+    if b"\0" not in head and b"," in first_line:
+        reason += "; it looks like a CSV file: load it as kaggle:PATH"
+    return reason
+
+
 def load_npz(path: str | Path, part: str = "train") -> Digits:
     """Keras' ``mnist.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``); never unpickles."""
     path = Path(path)
+    source = str(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DigitrecError("a single array, not an .npz archive with x_train/y_train/x_test/y_test", str(path))
-        with archive:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise DigitrecError(f"cannot read file ({e.strerror or e})", source) from None
+    # Sniff the format first: np.load would answer a text file with advice about allow_pickle.
+    if head.startswith(b"\x93NUMPY"):
+        raise DigitrecError("a single array (.npy), not an .npz archive with x_train/y_train/x_test/y_test", source)
+    if not head.startswith(b"PK"):
+        raise DigitrecError(_not_npz(head), source)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
             images, labels = archive[f"x_{part}"], archive[f"y_{part}"]
     except KeyError:
-        raise DigitrecError(f"no x_{part}/y_{part} arrays (expected Keras' mnist.npz layout)", str(path)) from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DigitrecError(f"not a readable .npz archive ({e})", str(path)) from None
+        raise DigitrecError(f"no x_{part}/y_{part} arrays (expected Keras' mnist.npz layout)", source) from None
+    except ValueError as e:
+        if "pickle" in str(e):  # an object array: refused by NumPy before anything is unpickled
+            raise DigitrecError(f"x_{part} or y_{part} holds Python objects, which digitrec never unpickles", source) from None
+        raise DigitrecError(f"not a readable .npz archive ({_clip(str(e), 80)})", source) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DigitrecError(f"not a readable .npz archive ({_clip(str(e), 80)})", source) from None
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, 28, 28) uint8", str(path))
+        raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, 28, 28) uint8", source)
     if labels.shape != (len(images),) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise DigitrecError(f"y_{part} must hold {len(images)} labels in 0-9", str(path))
+        raise DigitrecError(f"y_{part} must hold {len(images)} labels in 0-9", source)
     return Digits(np.array(images), labels.astype(np.int64), f"{path.name}:{part}", _file_checksum(path))
 
 
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(784)]
+KAGGLE_HEADER = "label,pixel0,...,pixel783"
+# A number as written in a CSV cell; anything else ('nan', '0x5', '1_000') is not a pixel value.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# Quoted cells are numbers too; the options are shared by the fast and tolerant parses so both split alike.
+_LOADTXT = {"delimiter": ",", "ndmin": 2, "comments": None, "quotechar": '"'}
+
+
+def _clip(text: str, width: int = 40) -> str:
+    """Echo at most ``width`` characters of the user's input: a message is one short line."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _foreign_delimiter(line: str) -> str | None:
+    """Kaggle's files are comma-separated; name the separator ``line`` uses instead, if plainly another."""
+    counts = {d: line.count(d) for d in ";\t| "}
+    found = max(counts, key=lambda d: counts[d])
+    if counts[found] <= line.count(","):
+        return None
+    parts = [part.strip().strip('"') for part in line.split(found)]
+    looks_kaggle = sum(p == "label" or p.startswith("pixel") or p.isdigit() for p in parts) > len(parts) // 2
+    return f"columns are separated by {found!r}, not commas (Kaggle's CSV format)" if looks_kaggle else None
 
 
 def _kaggle_columns(header: str, source: str) -> bool:
     """Validate the header; True if the file has a label column (train.csv)."""
+    if reason := _foreign_delimiter(header):
+        raise DigitrecError(reason, source, "line 1")
     names = [name.strip().strip('"') for name in header.split(",")]
     if names and names[0].lstrip("-").replace(".", "", 1).isdigit():
         raise DigitrecError("missing header: the first line must be 'label,pixel0,...,pixel783' or 'pixel0,...,pixel783'", source, "line 1")
+    if "label" in names[1:]:
+        place = f"line 1, column {names.index('label', 1) + 1}"
+        raise DigitrecError(f"the label column is misplaced: it must be the first column ({KAGGLE_HEADER})", source, place)
     labelled = names[:1] == ["label"]
     expected = (["label"] if labelled else []) + PIXEL_COLUMNS
     if names != expected:
         for i, (got, want) in enumerate(zip(names, expected, strict=False)):
             if got != want:
-                raise DigitrecError(f"header has {got!r} where {want!r} belongs", source, f"line 1, column {i + 1}")
+                raise DigitrecError(f"header has {_clip(got)!r} where {want!r} belongs", source, f"line 1, column {i + 1}")
         raise DigitrecError(f"header has {len(names)} columns, expected {len(expected)}", source, "line 1")
     return labelled
 
 
-def _locate_bad_cell(lines: list[str], numbers: list[int], columns: list[str], source: str) -> DigitrecError:
-    """Find the first row that the fast parser rejected and say precisely why."""
-    for number, line in zip(numbers, lines, strict=True):
-        cells = line.split(",")
-        if len(cells) != len(columns):
-            return DigitrecError(f"row has {len(cells)} values, expected {len(columns)}", source, f"line {number}")
-        for name, cell in zip(columns, cells, strict=True):
-            try:
-                value = int(cell)
-            except ValueError:
-                return DigitrecError(f"{cell.strip()!r} is not a whole number", source, f"line {number}, column {name}")
-            if not 0 <= value <= (9 if name == "label" else 255):
-                limit = "0-9" if name == "label" else "0-255"
-                return DigitrecError(f"value {value} is outside {limit}", source, f"line {number}, column {name}")
-    return DigitrecError("the file could not be parsed as CSV", source)
+def _cell_problem(cell: str, column: str) -> str | None:
+    """Why one cell is refused, or None: any value that is exactly a whole number in range ('5', '"5"', '5.0', '5e0')."""
+    text = cell.strip()
+    if not _NUMBER.fullmatch(text) or (value := Decimal(text)) != value.to_integral_value():  # Decimal: exact, 2.5 stays 2.5
+        return f"{_clip(text)!r} is not a whole number"
+    if column == "label":
+        return None if 0 <= value <= 9 else f"label {_clip(text)} is outside 0-9"
+    return None if 0 <= value <= 255 else f"pixel value {_clip(text)} is outside 0-255"
+
+
+def _row_error(line: str, number: int, columns: list[str], source: str) -> DigitrecError:
+    """Say precisely what is wrong with a row the parser refused."""
+    cells = next(csv.reader([line]))
+    if len(cells) != len(columns):
+        hint = _foreign_delimiter(line)
+        reason = f"row has {len(cells)} values, expected {len(columns)}" + (f": {hint}" if hint else "")
+        return DigitrecError(reason, source, f"line {number}")
+    for name, cell in zip(columns, cells, strict=True):
+        if reason := _cell_problem(cell, name):
+            return DigitrecError(reason, source, f"line {number}, column {name}")
+    return DigitrecError("row cannot be read as whole numbers", source, f"line {number}")
+
+
+def _bad_cells(table: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Mask of the cells that are not whole numbers within their column's limit."""
+    bad = (table < 0) | (table > limits)
+    if table.dtype.kind == "f":
+        bad |= table != np.floor(table)  # NaN fails this too, and infinity the limit
+    return bad
+
+
+def _rows_ok(lines: list[str], limits: np.ndarray) -> bool:
+    try:
+        table = np.loadtxt(lines, dtype=np.float64, **_LOADTXT)
+    except (ValueError, OverflowError):
+        return False
+    return table.shape[1] == len(limits) and not _bad_cells(table, limits).any()
+
+
+def _first_bad_row(lines: list[str], limits: np.ndarray) -> int:
+    """Index of the first row NumPy cannot take: whole chunks first, so a late error costs about one more parse."""
+    step = 1024
+    for start in range(0, len(lines), step):
+        if not _rows_ok(lines[start : start + step], limits):
+            return next((i for i in range(start, min(start + step, len(lines))) if not _rows_ok(lines[i : i + 1], limits)), start)
+    return 0
+
+
+def _kaggle_table(lines: list[str], numbers: list[int], columns: list[str], source: str) -> np.ndarray:
+    """The rows as a (rows, columns) array of checked whole numbers.
+
+    Kaggle's own files hold plain integers, which int64 parses fastest; only when that fails is the file
+    parsed again as float64, which takes whole numbers written as '5.0' (2.5 is then refused by the check).
+    """
+    limits = np.array([9 if name == "label" else 255 for name in columns])
+    table = None
+    for dtype in (np.int64, np.float64):
+        with contextlib.suppress(ValueError, OverflowError):
+            table = np.loadtxt(lines, dtype=dtype, **_LOADTXT)
+            break
+    if table is not None and table.shape[1] == len(columns):
+        bad = _bad_cells(table, limits)
+        if not bad.any():
+            return table
+        row = int(bad.argmax()) // len(columns)
+    else:
+        row = _first_bad_row(lines, limits)
+    raise _row_error(lines[row], numbers[row], columns, source)
 
 
 def load_kaggle_csv(path: str | Path) -> Digits:
@@ -345,23 +435,10 @@ def load_kaggle_csv(path: str | Path) -> Digits:
     lines = [all_lines[n - 2] for n in numbers]
     if not lines:
         raise DigitrecError("no data rows after the header", source)
-    try:
-        table = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2, comments=None)
-    except (ValueError, OverflowError):
-        raise _locate_bad_cell(lines, numbers, columns, source) from None
-    if table.shape[1] != len(columns):
-        raise _locate_bad_cell(lines, numbers, columns, source)
-    pixels = table[:, -784:]
-    bad = np.argwhere((pixels < 0) | (pixels > 255))
-    if len(bad):
-        row, col = (int(v) for v in bad[0])
-        raise DigitrecError(f"pixel value {pixels[row, col]} is outside 0-255", source, f"line {numbers[row]}, column pixel{col}")
-    labels = table[:, 0] if labelled else np.full(len(table), -1)
-    bad = np.flatnonzero(labelled & ((labels < 0) | (labels > 9)))
-    if len(bad):
-        raise DigitrecError(f"label {labels[bad[0]]} is outside 0-9", source, f"line {numbers[int(bad[0])]}, column label")
-    images = pixels.astype(np.uint8).reshape(-1, 28, 28)
-    return Digits(images, labels.astype(np.int64), path.name, hashlib.sha256(raw).hexdigest())
+    table = _kaggle_table(lines, numbers, columns, source)
+    labels = table[:, 0].astype(np.int64) if labelled else np.full(len(table), -1, dtype=np.int64)
+    images = table[:, -784:].astype(np.uint8).reshape(-1, 28, 28)
+    return Digits(images, labels, path.name, hashlib.sha256(raw).hexdigest())
 
 
 def load_image_folder(root: str | Path) -> Digits:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from digitrec.rundir import FINAL
+
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.utils import Tags
@@ -27,39 +29,34 @@ except ImportError as e:  # scikit-learn is an optional extra, not a dependency 
     raise ImportError("digitrec.estimator needs scikit-learn: pip install 'digitrec[sklearn]'") from e
 
 if TYPE_CHECKING:
+    from digitrec.plans import Plan
     from digitrec.predict import Predictor
-    from digitrec.recipes import Recipe
 
-FINAL = "final.safetensors"  # digitrec.training.FINAL, named here so that importing this module does not import torch
 PIXELS = 28 * 28
 
 
 def as_mnist_images(X: Any, estimator: BaseEstimator | None = None) -> np.ndarray:
-    """``X`` as uint8 ``(N, 28, 28)`` images, the one format training and the predictor share.
+    """``X``, one digit per sample, as uint8 ``(N, 28, 28)`` images: the one format training and the predictor share.
 
-    Accepts ``(N, 28, 28)`` images or ``(N, 784)`` rows, integers in 0-255 or floats in [0, 1]. Floats
-    are rounded to the nearest of the 256 levels, so ``images / 255`` predicts exactly as ``images``.
-    Anything else is refused rather than guessed: a float array in 0-255 (what ``fetch_openml`` gives)
-    would otherwise saturate to white.
+    Accepts ``(N, 784)`` rows, ``(N, 28, 28)`` images, a channel axis first or last, or RGB, with
+    the pixel rule that ``digitrec.predict`` and the HTTP API use (:func:`digitrec.images.as_pixels`):
+    levels 0-255, or fractions 0-1 when no value exceeds 1, so ``images / 255`` predicts exactly as
+    ``images``. Anything else is refused with a ValueError, as sklearn does.
     """
+    from digitrec.errors import DigitrecError
+    from digitrec.images import DIGIT_SHAPES, digit_batch
+
     X = check_array(X, dtype="numeric", allow_nd=True, input_name="X", estimator=estimator)
-    if not ((X.ndim == 2 and X.shape[1] == PIXELS) or (X.ndim == 3 and X.shape[1:] == (28, 28))):
-        hint = "; one image is X[np.newaxis]" if X.shape == (28, 28) else ""
-        raise ValueError(f"X must be 28x28 digit images shaped (N, 28, 28) or rows of 784 pixels shaped (N, 784); got shape {X.shape}"
-                         + hint)
-    if X.dtype.kind == "f":
-        top = 1
-    elif X.dtype.kind in "ui":
-        top = 255
-    else:
-        raise ValueError(f"X must hold pixel numbers (uint8 0-255 or float 0-1), got dtype {X.dtype}")
-    low, high = X.min(), X.max()
-    if low < 0 or high > top:
-        hint = "; divide 0-255 pixels by 255 or pass them as uint8" if X.dtype.kind == "f" and high <= 255 else ""
-        raise ValueError(f"X pixels of dtype {X.dtype} must lie in [0, {top}], got values from {low} to {high}{hint}")
-    if X.dtype.kind == "f":
-        X = np.rint(X * 255)
-    return X.reshape(-1, 28, 28).astype(np.uint8)
+    if X.shape in ((28, 28), (28, 28, 1), (28, 28, 3)):
+        raise ValueError(f"X must hold one digit per sample, shaped (N, 784) or (N, 28, 28); got shape {X.shape}; "
+                         "one image is X[np.newaxis]")
+    try:
+        images = digit_batch(X)
+    except DigitrecError as e:
+        raise ValueError(f"X {e.reason}") from None
+    if images is None:
+        raise ValueError(f"X must be 28x28 digit images, one per sample: {DIGIT_SHAPES}; got shape {X.shape}")
+    return images
 
 
 def as_digit_labels(y: Any, count: int) -> np.ndarray:
@@ -128,32 +125,22 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.positive_only = True  # pixel intensities
         return tags
 
-    def _plan(self) -> tuple[str, dict[str, Any], Recipe]:
-        """Architecture, its arguments and the recipe this estimator's parameters ask for (checked at fit, as sklearn does)."""
-        from digitrec import models, training
+    def _plan(self) -> Plan:
+        """What this estimator's parameters ask to train (checked at fit, as sklearn does), from the one resolver the CLI uses."""
+        from digitrec import plans
         from digitrec.errors import DigitrecError
 
         if self.model is not None and self.recipe is not None:
             raise ValueError("give model (trained with its own recipe) or recipe (a digitrec preset), not both")
-        if self.model is not None:
-            if self.model not in models.REGISTRY or models.REGISTRY[self.model].composite:
-                choices = ", ".join(name for name, spec in models.REGISTRY.items() if not spec.composite)
-                raise ValueError(f"unknown model {self.model!r}; choose from {choices}")
-            name, arguments, recipe = self.model, {}, models.REGISTRY[self.model].recipe
-        else:
-            preset = models.PRESETS.get(self.recipe or "default")
-            if preset is None:
-                raise ValueError(f"unknown recipe {self.recipe!r}; choose from {', '.join(models.PRESETS)}")
-            name, arguments, recipe = preset.model, preset.arguments, preset.recipe
         for field in ("epochs", "batch_size"):
             value = getattr(self, field)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)):
                 raise ValueError(f"{field} must be a whole number, got {value!r}")
         try:
-            recipe = training.with_overrides(recipe, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+            return plans.resolve(self.model, self.recipe, epochs=None if self.epochs is None else int(self.epochs), lr=self.lr,
+                                 batch_size=None if self.batch_size is None else int(self.batch_size))
         except DigitrecError as e:
-            raise ValueError(e.reason) from None
-        return name, arguments, recipe
+            raise ValueError(str(e)) from None
 
     def _new_run_dir(self, model: str) -> Path:
         """A new, empty run directory: created atomically, so parallel fits (``n_jobs``) never share one."""
@@ -167,14 +154,14 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
         """Train a new model on images ``X`` (white ink on black, as MNIST) labelled ``y``; returns self."""
         images = as_mnist_images(X, self)
         labels = as_digit_labels(y, len(images))
-        model, arguments, recipe = self._plan()
+        plan = self._plan()
         from digitrec import training
 
-        run_dir = self._new_run_dir(model)
+        run_dir = self._new_run_dir(plan.model)
         with tempfile.TemporaryDirectory(prefix="digitrec-data-") as scratch:
             data_file = Path(scratch) / "train.npz"
             np.savez(data_file, x_train=images, y_train=labels)
-            result = training.train(model, recipe, arguments=arguments, data_spec=f"npz:{data_file}", out=run_dir, seed=self.seed,
+            result = training.train(plan, data_spec=f"npz:{data_file}", out=run_dir, seed=self.seed,
                                     device=self.device, progress=self.verbose, log=print if self.verbose else _silent)
         self.classes_ = np.arange(10)
         self.n_features_in_ = PIXELS
@@ -206,7 +193,7 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probabilities ``(N, 10)`` of each digit; column ``i`` is ``classes_[i]``."""
         check_is_fitted(self)
-        return np.asarray(self.predictor_.predict_proba(as_mnist_images(X, self)))
+        return self.predictor_.probabilities(as_mnist_images(X, self))  # a classifier: always a digit, ink or not
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable digit of each image: the argmax of ``predict_proba``, so the two always agree."""

@@ -15,22 +15,18 @@ from pathlib import Path
 import torch
 
 from digitrec import checkpoint
-from digitrec.data import atomic_write
+from digitrec.files import atomic_write, check_output_file
 from digitrec.inference import METADATA_KEY, file_digest
+from digitrec.rundir import default_export_path
 
 OPSET = 17
-
-
-def default_export_path(model_path: str | Path) -> Path:
-    """``RUN_DIR/final.onnx`` for a run directory, ``<checkpoint stem>.onnx`` beside a file."""
-    path = Path(model_path)
-    return path / "final.onnx" if path.is_dir() else path.with_suffix(".onnx")
 
 
 def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     """Write the model as ONNX (input ``images``: float32 ``(N, 1, 28, 28)``, pixel / 255; output ``logits``)."""
     import onnx
 
+    target = check_output_file(Path(out) if out else default_export_path(model_path))
     source = checkpoint.resolve(model_path)
     loaded = checkpoint.load(source)
     model = loaded.model.eval()
@@ -46,7 +42,5 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     meta = {**loaded.meta, "exported_from": source.name, "exported_from_sha256": file_digest(source)}
     onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(meta)})
     graph.producer_name = "digitrec"
-    target = Path(out) if out else default_export_path(model_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, graph.SerializeToString())
     return target

@@ -14,6 +14,7 @@ MNIST's pen are thickened, so a fine pen on a big page looks like what the model
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -76,14 +77,76 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None) -> I
         raise DigitrecError(f"not a readable image (damaged or truncated: {e.__class__.__name__}: {e})", source) from None
 
 
-def _as_image(image: str | Path | Image.Image | np.ndarray) -> Image.Image:
+def as_pixels(array: np.ndarray) -> np.ndarray:
+    """The pixel rule for arrays, everywhere digitrec takes one (``predict``, the estimator, the HTTP API): uint8 levels 0-255.
+
+    Booleans are ink (True = 255). Numbers must be finite and at least 0. When no value exceeds 1
+    the array holds fractions of full intensity (a model's ``x / 255``, a binary 0/1 mask) and is
+    scaled by 255; otherwise it holds levels 0-255, and a value over 255 is refused. Levels are
+    rounded, so ``images / 255`` reads exactly as ``images``.
+    """
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "uif":
+        raise DigitrecError(f"pixels must be numbers, not {array.dtype}", "pixels")
+    values = array.astype(np.float64)
+    if not values.size:
+        return values.astype(np.uint8)
+    if not np.isfinite(values).all():
+        raise DigitrecError("pixels hold NaN or infinite values", "pixels")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 255:
+        raise DigitrecError(f"pixel values run from {low:g} to {high:g}; expected levels 0-255 or fractions 0-1", "pixels")
+    return np.rint(values * 255 if high <= 1 else values).astype(np.uint8)
+
+
+DIGIT_SHAPES = ("(28, 28), (784,), (N, 28, 28), (N, 784), (N, 1, 28, 28), (28, 28, 1), (N, 28, 28, 1), "
+                "and RGB (28, 28, 3), (N, 28, 28, 3) or (N, 3, 28, 28)")
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow converts RGB to grey
+
+
+def digit_batch(array: np.ndarray) -> np.ndarray | None:
+    """Digits already in MNIST's format (white on black, 28x28), as uint8 ``(N, 28, 28)``; None if not shaped like them.
+
+    The shapes PyTorch and Keras users hold are accepted (:data:`DIGIT_SHAPES`): flat rows,
+    single-channel images channel-first or channel-last, and RGB, converted to grey. A
+    ``(3, 28, 28)`` array is three digits, not one colour image.
+    """
+    array = np.asarray(array)
+    shape = array.shape
+    if shape in ((784,), (28, 28), (28, 28, 1), (28, 28, 3)):
+        array = array.reshape(1, *shape) if shape != (784,) else array.reshape(1, 28, 28)
+    elif array.ndim == 2 and shape[1] == 784:
+        array = array.reshape(-1, 28, 28)
+    if array.ndim == 4 and array.shape[1:] in ((1, 28, 28), (3, 28, 28)):
+        array = np.moveaxis(array, 1, -1)
+    if array.ndim == 4 and array.shape[1:3] == (28, 28) and array.shape[3] in (1, 3):
+        pixels = as_pixels(array)
+        return pixels[..., 0] if pixels.shape[3] == 1 else np.rint(pixels @ LUMA).astype(np.uint8)
+    if array.ndim == 3 and array.shape[1:] == (28, 28):
+        return as_pixels(array)
+    return None
+
+
+def _as_image(image: str | Path | Image.Image | np.ndarray | bytes) -> Image.Image:
     if isinstance(image, str | Path):
         return open_image(image, max_side=WORK_SIDE)
+    if isinstance(image, bytes | bytearray | memoryview):
+        return open_image(io.BytesIO(image), max_side=WORK_SIDE)
     if isinstance(image, np.ndarray):
-        if image.dtype == bool or (image.dtype.kind == "f" and image.size and image.max() <= 1.0):
-            image = image * 255.0  # masks and float pixels are taken as [0, 1], the way models see them
-        return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8) if image.dtype != np.uint8 else image)
-    return ImageOps.exif_transpose(image)  # an upload opened by the caller may still be sideways
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[..., 0]
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) or 0 in image.shape:
+            raise DigitrecError(f"an array shaped {image.shape} is neither digits in MNIST's format ({DIGIT_SHAPES}) "
+                                "nor one image (H, W), (H, W, 3) or (H, W, 4)", "array")
+        return Image.fromarray(as_pixels(image))
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image)  # an upload opened by the caller may still be sideways
+    raise DigitrecError(f"cannot read a {type(image).__name__} as an image: give a file path, encoded image bytes, "
+                        "a PIL image, a NumPy array or a tensor", "input")
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

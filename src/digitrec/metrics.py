@@ -5,14 +5,10 @@ NumPy only, so that evaluating an exported model never has to load PyTorch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-HISTORY = "metrics.jsonl"  # a run directory's per-epoch metrics, one JSON object a line
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -90,14 +86,6 @@ class Evaluation:
             "per_class": per_class,
             "confusion_matrix": self.confusion.tolist(),
         }
-
-
-def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """A run directory's per-epoch metrics, oldest first; [] if it has none."""
-    path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

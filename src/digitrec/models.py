@@ -9,12 +9,12 @@ Keras' initialisation; they return logits, and softmax lives in the loss. All mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from digitrec.recipes import Augment, Recipe
+from digitrec.recipes import DIGITNET_RECIPE, Augment, Recipe
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,6 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {}
-DEFAULT_MODEL = "digitnet"
 
 
 def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "",
@@ -312,8 +311,6 @@ class DigitNet(nn.Module):
         return self.head(self.features(x))
 
 
-DIGITNET_RECIPE = Recipe(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, batch_size=128, epochs=20, schedule="onecycle",
-                         warmup=0.2, label_smoothing=0.1, validation=0.0, augment=Augment(rotation=10, zoom=0.1, shift=0.1))
 register("digitnet", DigitNet, DIGITNET_RECIPE, "digitrec's own: pooled BatchNorm CNN, one-cycle SGD, augmentation")
 
 
@@ -331,33 +328,3 @@ class Ensemble(nn.Module):
 
 register("ensemble", Ensemble, DIGITNET_RECIPE, "several trained models averaging their probabilities (digitrec ensemble)",
          composite=True)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named way to get a model: architecture, its arguments and the recipe, chosen together."""
-
-    model: str
-    arguments: dict
-    recipe: Recipe
-    summary: str
-
-
-# Fixed schedules with no validation split: every training image is used and nothing is chosen by
-# accuracy on held-out data, let alone the test set. BENCHMARKS.md has the measured figures.
-PRESETS: dict[str, Preset] = {
-    # fast's middle block has 16 channels, not 32: half the multiply-adds and ~27 % less time per epoch,
-    # with the same accuracy on a held-out sixth of the training set (98.95 % against 98.96 %, 6 seeds).
-    "fast": Preset("digitnet", {"widths": [16, 16, 64], "extra": [0, 0, 0], "stem_stride": 2},
-                   replace(DIGITNET_RECIPE, epochs=1, augment=Augment()),  # one epoch gains nothing from jitter
-                   "one epoch of a small net: >= 99.0 % in 7-9 s on two CPU cores"),
-    "balanced": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0], "stem_stride": 2},
-                       replace(DIGITNET_RECIPE, epochs=2),
-                       ">= 99.5 % in about a minute on two CPU cores"),
-    "default": Preset("digitnet", {"widths": [32, 64, 128], "extra": [1, 1, 0]}, DIGITNET_RECIPE,
-                      "the best single model within 10 minutes on two CPU cores"),
-}
-# Simard et al.'s elastic warps on top of the affine jitter: about as accurate alone, and wrong on
-# other digits than the default model (BENCHMARKS.md), for ensembles of mixed members.
-PRESETS["elastic"] = replace(PRESETS["default"], recipe=replace(DIGITNET_RECIPE, augment=replace(DIGITNET_RECIPE.augment, elastic=36.0)),
-                             summary="the default model trained on elastically warped digits (~1 s more per epoch)")

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from digitrec.data import atomic_write
+from digitrec.files import atomic_write
 
 
 def _save(fig: plt.Figure, path: str | Path, tight: bool = True) -> Path:

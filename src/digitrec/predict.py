@@ -5,16 +5,22 @@
 >>> reader.predict(["seven.jpg", "two.png"])                   # array([7, 2])
 >>> reader.read("photo.jpg").uncertain                          # True for a blank page, a cat, two digits
 
-Arrays shaped ``(28, 28)``, ``(N, 28, 28)`` or ``(N, 784)`` are taken to be in MNIST's format
-already (white ink on black, 0-255 or 0-1), as Kaggle's CSVs and Keras' arrays are; anything else
-is an image and is brought into that format by :mod:`digitrec.images` first.
+Arrays shaped like digits (``(28, 28)``, ``(784,)``, ``(N, 28, 28)``, ``(N, 784)``, with a channel
+axis first or last, or RGB: :data:`digitrec.images.DIGIT_SHAPES`) are taken to be in MNIST's format
+already (white ink on black), as Kaggle's CSVs and Keras' arrays are; their pixels follow one rule
+(:func:`digitrec.images.as_pixels`: levels 0-255, or fractions 0-1 when no value exceeds 1). Any other
+input (a file path, encoded image bytes, a PIL image, an array of another shape) is an image, brought
+into that format by :mod:`digitrec.images` first.
+
+An input without ink has no digit: ``read`` says so, ``predict`` gives -1 for it and
+``predict_proba`` a row of zeros.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from digitrec import images
-from digitrec.data import IMAGE_SUFFIXES, atomic_write, load_kaggle_csv
+from digitrec import images, rundir
+from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_write, check_output_file, check_writable_dir
 from digitrec.inference import Engine, TorchEngine, open_engine
 from digitrec.metrics import log_softmax
 
@@ -53,52 +60,48 @@ class Reading:
         return out
 
 
-def _is_mnist_array(array: np.ndarray) -> bool:
-    return (array.ndim in (2, 3) and array.shape[-2:] == (28, 28)) or (array.ndim == 2 and array.shape[1] == 784)
+NO_DIGIT = -1  # what predict() gives for an input that holds no digit to read
 
 
-def as_mnist_batch(array: np.ndarray) -> np.ndarray:
-    """``(28, 28)``, ``(N, 28, 28)`` or ``(N, 784)`` digits, uint8 or floats in [0, 1], as uint8 ``(N, 28, 28)``."""
-    array = np.asarray(array)
-    if array.ndim == 2 and array.shape == (28, 28):
-        array = array[None]
-    if array.ndim == 2 and array.shape[1] == 784:
-        array = array.reshape(-1, 28, 28)
-    if array.ndim != 3 or array.shape[1:] != (28, 28):
-        raise DigitrecError(f"digits must be shaped (28, 28), (N, 28, 28) or (N, 784), not {array.shape}")
-    if array.dtype == np.uint8:
-        return array
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise DigitrecError(f"digits must hold numbers, not {array.dtype}")
-    values = array.astype(np.float32)
-    if not np.isfinite(values).all():
-        raise DigitrecError("digits hold NaN or infinite values")
-    if values.size and (values.min() < 0 or values.max() > 255):
-        raise DigitrecError(f"pixel values run from {values.min():g} to {values.max():g}; expected 0-1 or 0-255")
-    scale = 255.0 if values.size and values.max() <= 1.0 and not np.issubdtype(array.dtype, np.integer) else 1.0
-    return np.round(values * scale).astype(np.uint8)
+def _one(item: Any) -> Any:
+    """A single input as a 28x28 uint8 digit, or as the image it is (decoded later, once)."""
+    if hasattr(item, "detach"):  # a torch tensor, without importing torch for everyone else
+        item = item.detach().cpu().numpy()
+    if isinstance(item, np.ndarray):
+        digits = images.digit_batch(item)
+        if digits is None:
+            return item
+        if len(digits) != 1:
+            raise DigitrecError(f"an array of {len(digits)} digits inside a list: pass the array itself", "input")
+        return digits[0]
+    if isinstance(item, str | Path | Image.Image | bytes | bytearray):
+        return item
+    raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give file paths, encoded image bytes, PIL images, "
+                        f"NumPy arrays or tensors", "input")
 
 
 def _items(inputs: Any) -> list[Any]:
     """One input or many -> a list of single inputs; a batch of MNIST-format digits is split into its digits."""
-    if hasattr(inputs, "detach"):  # a torch tensor, without importing torch for everyone else
+    if hasattr(inputs, "detach"):
         inputs = inputs.detach().cpu().numpy()
-    if isinstance(inputs, np.ndarray) and _is_mnist_array(inputs):
-        return list(as_mnist_batch(inputs))
-    if isinstance(inputs, str | Path | Image.Image | np.ndarray):
-        return [inputs]
-    return list(inputs)
+    if isinstance(inputs, list | tuple) and inputs and all(isinstance(v, int | float | list | tuple) for v in inputs):
+        try:  # nested lists of numbers, as JSON gives them, are an array
+            inputs = np.asarray(inputs, dtype=np.float64)
+        except ValueError:
+            raise DigitrecError("nested lists of pixels must form a rectangular array of numbers", "input") from None
+    if isinstance(inputs, np.ndarray):
+        digits = images.digit_batch(inputs)
+        return list(digits) if digits is not None else [inputs]
+    if isinstance(inputs, list | tuple):
+        return [_one(item) for item in inputs]
+    return [_one(inputs)]
 
 
 def _digit_or_ink(item: Any) -> np.ndarray | images.Ink:
     """A 28x28 MNIST-format digit as it is, or the ink found in any other image (decoded once)."""
-    if hasattr(item, "detach"):
-        item = item.detach().cpu().numpy()
-    if isinstance(item, np.ndarray) and item.ndim == 2 and _is_mnist_array(item):
-        return as_mnist_batch(item)[0]
-    if isinstance(item, str | Path | Image.Image | np.ndarray):
-        return images.find_ink(item)
-    raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give paths, PIL images, arrays or tensors")
+    if isinstance(item, np.ndarray) and item.shape == (28, 28) and item.dtype == np.uint8:
+        return item
+    return images.find_ink(item)
 
 
 def _name(item: Any, index: int) -> str:
@@ -126,7 +129,7 @@ class Predictor:
         """The PyTorch module (loading the checkpoint if ONNX Runtime is what runs the model)."""
         if isinstance(self.engine, TorchEngine):
             return self.engine.model
-        source = self.engine.source.with_name("final.safetensors") if self.engine.source.name == "final.onnx" else None
+        source = self.engine.source.with_name(rundir.FINAL) if self.engine.source.name == rundir.EXPORT else None
         if source is None or not source.is_file():
             raise DigitrecError("an ONNX file holds no PyTorch module; load the checkpoint for that", str(self.engine.source))
         return TorchEngine.open(source).model
@@ -138,20 +141,30 @@ class Predictor:
         return np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``."""
+        """The model's calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``, ink or not."""
         return np.exp(log_softmax(self.engine.logits(digits).astype(np.float64) / self.temperature))
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
-        """``(N, 10)`` calibrated probabilities for paths, PIL images, arrays or tensors."""
-        return self.probabilities(self._digits(inputs))
+        """``(N, 10)`` calibrated probabilities for paths, image bytes, PIL images, arrays or tensors.
+
+        The row of an input that holds no digit (no ink, or a broken model's NaN output) is all
+        zeros: no digit is probable.
+        """
+        digits = self._digits(inputs)
+        probabilities = self.probabilities(digits)
+        probabilities[~_readable(digits, probabilities)] = 0.0
+        return probabilities
 
     def predict(self, inputs: Any) -> np.ndarray:
-        """The digit in each input."""
-        return self.predict_proba(inputs).argmax(1)
+        """The digit in each input, or -1 (:data:`NO_DIGIT`) where there is none: the argmax of ``predict_proba`` otherwise."""
+        probabilities = self.predict_proba(inputs)
+        return np.where(probabilities.any(axis=1), probabilities.argmax(axis=1), NO_DIGIT)
 
     def _reading(self, source: str, probabilities: np.ndarray, has_ink: bool, pieces: int = 1) -> Reading:
         if not has_ink:
             return Reading(source, None, 0.0, [], True, "no ink found: a blank image")
+        if not np.isfinite(probabilities).all():
+            return Reading(source, None, 0.0, [], True, "the model's output is not a number: the model is broken (retrain it)")
         order = np.argsort(-probabilities)[:3]
         top3 = [(int(d), float(probabilities[d])) for d in order]
         digit, confidence = top3[0]
@@ -164,25 +177,48 @@ class Predictor:
 
     def read(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
              names: Sequence[str] | None = None) -> list[Reading]:
-        """One :class:`Reading` per input; ``multi`` reads each image as a number written left to right."""
+        """One :class:`Reading` per input; ``multi`` reads each image as a number written left to right.
+
+        The first input that cannot be read raises its :class:`DigitrecError`; :meth:`read_each` reads on past it.
+        """
         readings = []
+        for result in self.read_each(inputs, multi, save_preprocessed, names):
+            if isinstance(result, DigitrecError):
+                raise result
+            readings.append(result)
+        return readings
+
+    def read_each(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
+                  names: Sequence[str] | None = None) -> Iterator[Reading | DigitrecError]:
+        """A :class:`Reading` for each input as it is read, or the :class:`DigitrecError` that input gave instead.
+
+        ``save_preprocessed`` writes what the model saw as ``NNNN-NAME.png``: numbered in input
+        order and named after the input (its path, folders included), so no two inputs share a file.
+        """
+        folder = check_writable_dir(save_preprocessed) if save_preprocessed is not None else None
         for index, item in enumerate(_items(inputs)):
             source = names[index] if names else _name(item, index)
-            found = _digit_or_ink(item)
-            if isinstance(found, np.ndarray):
-                digit, pieces = found, [found]  # already in MNIST's format: one digit as it is
-            else:
-                # only separate groups of ink count as several digits: cutting one wide digit is for --multi
-                digit, pieces = images.to_mnist(found), images.segment_digits(found, split_touching=multi)
-            if multi:
-                readings.append(self._number(source, pieces))
-            else:
-                probabilities = self.probabilities(digit[None])[0]
-                readings.append(self._reading(source, probabilities, bool(digit.any()), len(pieces)))
-                pieces = [digit]
-            if save_preprocessed is not None:
-                _save_preprocessed(Path(save_preprocessed), source, index, pieces)
-        return readings
+            try:
+                yield self._read_one(item, source, multi, folder, index)
+            except DigitrecError as e:
+                yield e if e.source else DigitrecError(e.reason, source, e.place)
+
+    def _read_one(self, item: Any, source: str, multi: bool, folder: Path | None, index: int) -> Reading:
+        found = _digit_or_ink(item)
+        if isinstance(found, np.ndarray):
+            digit, pieces = found, [found]  # already in MNIST's format: one digit as it is
+        else:
+            # only separate groups of ink count as several digits: cutting one wide digit is for --multi
+            digit, pieces = images.to_mnist(found), images.segment_digits(found, split_touching=multi)
+        if multi:
+            reading = self._number(source, pieces)
+        else:
+            probabilities = self.probabilities(digit[None])[0]
+            reading = self._reading(source, probabilities, bool(digit.any()), len(pieces))
+            pieces = [digit]
+        if folder is not None:
+            _save_preprocessed(folder, source, index, pieces)
+        return reading
 
     def _number(self, source: str, pieces: list[np.ndarray]) -> Reading:
         if not pieces:
@@ -190,13 +226,14 @@ class Predictor:
         probabilities = self.probabilities(np.stack(pieces))
         digits = [self._reading(f"{source}#{i + 1}", p, True) for i, p in enumerate(probabilities)]
         confidence = float(np.prod([d.confidence for d in digits]))
-        number = "".join(str(d.digit) for d in digits)
+        number = "".join("?" if d.digit is None else str(d.digit) for d in digits)
         unsure = [str(i + 1) for i, d in enumerate(digits) if d.uncertain]
         reason = f"low confidence in digit {', '.join(unsure)}" if unsure else ""
         return Reading(source, None, confidence, [], bool(unsure), reason, number=number, digits=digits)
 
     def write_submission(self, test_csv: str | Path, out: str | Path) -> int:
         """Kaggle's ``submission.csv`` (``ImageId,Label``, ImageId from 1) for ``test.csv``; returns the row count."""
+        check_output_file(out)
         digits = load_kaggle_csv(test_csv)
         if digits.labelled:
             raise DigitrecError("has a label column: that is the training file; give the competition's test.csv", str(test_csv))
@@ -209,27 +246,29 @@ class Predictor:
         return len(labels)
 
 
+def _readable(digits: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Which rows hold a digit to read: some ink, and probabilities that are numbers."""
+    return digits.reshape(len(digits), -1).any(axis=1) & np.isfinite(probabilities).all(axis=1)
+
+
 def _save_preprocessed(folder: Path, source: str, index: int, pieces: Sequence[np.ndarray]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = Path(source).stem if not source.startswith("<") else f"input-{index}"
+    if source == "-":
+        name = "stdin"
+    elif source.startswith("<"):
+        name = source.strip("<>").replace(" ", "-")
+    else:
+        name = Path(source).with_suffix("").as_posix()
+    name = "_".join(part for part in name.replace("\\", "/").split("/") if part not in ("", ".", ".."))
     for number, piece in enumerate(pieces):
         suffix = f"-{number + 1}" if len(pieces) > 1 else ""
         buffer = io.BytesIO()
         Image.fromarray(piece).save(buffer, format="PNG")
-        atomic_write(folder / f"{index:04d}-{stem}{suffix}.png", buffer.getvalue())
+        atomic_write(folder / f"{index:04d}-{name}{suffix}.png", buffer.getvalue())
 
 
-def image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The files named, with the images inside any folder named (sorted, subfolders included)."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise DigitrecError("no such file or folder", str(path))
-    return found
+def images_in(folder: str | Path) -> list[Path]:
+    """The image files in ``folder`` and its subfolders, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load(path: str | Path, engine: str = "auto", threshold: float = UNCERTAIN_BELOW) -> Predictor:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from digitrec import data
-from digitrec.data import atomic_write
 from digitrec.errors import DigitrecError
-from digitrec.inference import open_engine
-from digitrec.metrics import Evaluation, read_history
+from digitrec.files import atomic_write, check_writable_dir
+from digitrec.inference import METADATA_KEY, open_engine
+from digitrec.metrics import Evaluation
+from digitrec.rundir import EXPORT, FINAL, default_report_dir, member_dir, read_history, read_json, run_dir_of
 
 MISTAKES_SHOWN = 60
 
@@ -28,12 +29,6 @@ class Report:
     html: Path | None
 
 
-def default_report_dir(model_path: str | Path) -> Path:
-    """``RUN_DIR/report`` for a run directory, ``<checkpoint stem>-report`` beside a file."""
-    path = Path(model_path)
-    return path / "report" if path.is_dir() else path.with_name(f"{path.stem}-report")
-
-
 def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: str | Path | None = None,
                    out: str | Path | None = None, device: str = "cpu", write_report: bool = True, engine: str = "auto") -> Report:
     """Evaluate a checkpoint, run directory or ONNX export on the test part of ``data_spec`` and write the report.
@@ -41,19 +36,18 @@ def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: s
     With ``write_report=False`` only the metrics are computed (no files, no matplotlib).
     """
     model = open_engine(model_path, engine, device)
+    out_dir = check_writable_dir(Path(out) if out else default_report_dir(model_path)) if write_report else None
     digits = data.load(data_spec, "test", data_dir)
     if not digits.labelled:
         raise DigitrecError("evaluation needs labelled data (this set has no labels)", digits.name)
     result = Evaluation.from_logits(model.logits(digits.images), digits.labels)
     metrics = {"model": str(model_path), "architecture": model.architecture, "engine": model.kind, "data": digits.name,
                **result.metrics()}
-    if not write_report:
+    if out_dir is None:
         return Report(metrics, None, None)
 
     from digitrec import plots  # matplotlib is slow to import: only when figures are drawn
 
-    out_dir = Path(out) if out else default_report_dir(model_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     figures = {"Confusion matrix": plots.confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion.png")}
     wrong = result.errors[:MISTAKES_SHOWN]
@@ -72,43 +66,149 @@ def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: s
     return Report(metrics, markdown, page)
 
 
+COMPARE_HEADER = ["run", "model", "parameters", "epochs", "best val acc", "last val acc", "train seconds", "test acc"]
+UNKNOWN, NOT_APPLICABLE = "?", "-"
+COMPARE_NOTES = [
+    f"`{UNKNOWN}`: not recorded by what was given (a lone checkpoint or export keeps only its last epoch's numbers, "
+    "not its run's history).",
+    f"`{NOT_APPLICABLE}`: does not apply (trained without a validation split).",
+    "An ensemble's epochs are members x epochs each, its train seconds its members' total, and its validation accuracy "
+    "its members' (best of any; mean of their last), not the combined model's.",
+    "Validation accuracy comes from each run's held-out split; test accuracy from `digitrec evaluate`, where it was run.",
+]
+
+
 def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """One report over several runs: a table of their numbers and their curves on one figure."""
-    header = ["run", "model", "parameters", "epochs", "best val acc", "last val acc", "train seconds", "test acc"]
+    """One report over several run directories, checkpoints, ONNX exports or ensembles: their numbers and their curves.
+
+    What a model path does not record (a lone file has no history) is marked, never shown as 0.
+    """
     rows, histories = [], {}
-    from digitrec import checkpoint, models
+    for path in map(Path, run_dirs):
+        row, curves = _compared(path)
+        rows.append(row)
+        histories.update({f"{row[0]} {part}".strip(): history for part, history in curves.items()})
+    out_dir = check_writable_dir(out)
+    figure = None
+    if histories:
+        from digitrec import plots  # matplotlib is slow to import: only when there are curves to draw
 
-    for run_dir in map(Path, run_dirs):
-        meta = checkpoint.read_metadata(checkpoint.resolve(run_dir))
-        history = _history_of(run_dir / "final.safetensors")
-        histories[run_dir.name] = history
-        validation = [row["val_accuracy"] for row in history if "val_accuracy" in row]
-        tested = run_dir / "report" / "metrics.json"
-        test_accuracy = json.loads(tested.read_text())["accuracy"] if tested.is_file() else None
-        parameters = models.parameter_count(models.create(meta["architecture"], **meta["arguments"]))
-        rows.append([run_dir.name, meta["architecture"], f"{parameters:,}", str(len(history)),
-                     f"{max(validation):.2%}" if validation else "-", f"{validation[-1]:.2%}" if validation else "-",
-                     f"{sum(row['seconds'] for row in history):.0f}",
-                     f"{test_accuracy:.2%}" if test_accuracy is not None else "not evaluated"])
-    from digitrec import plots
-
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figure = plots.compare_curves(histories, out_dir / "curves.png")
-    lines = ["# Comparison", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        figure = plots.compare_curves(histories, out_dir / "curves.png")
+    lines = ["# Comparison", "", "| " + " | ".join(COMPARE_HEADER) + " |", "|" + "---|" * len(COMPARE_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", "Validation accuracy comes from each run's held-out split; test accuracy from `digitrec evaluate RUN`, where it was run.",
-              "", "![curves](curves.png)", ""]
+    lines += ["", *(f"{note}  " for note in COMPARE_NOTES), *(["", "![curves](curves.png)"] if figure else []), ""]
     atomic_write(out_dir / "compare.md", "\n".join(lines).encode())
+    notes = "".join(f"<p>{html.escape(note.replace('`', ''))}</p>" for note in COMPARE_NOTES)
+    image = f"<img alt='curves' src='data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}'>" if figure else ""
     page = "\n".join([
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>digitrec comparison</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}",
         "td,th{border:1px solid #ccc;padding:4px 10px}img{max-width:100%}</style></head><body><h1>Comparison</h1>",
-        _table(rows, header),
-        f"<img alt='curves' src='data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}'></body></html>",
+        _table(rows, COMPARE_HEADER), notes, image, "</body></html>",
     ])
     atomic_write(out_dir / "compare.html", page.encode())
     return out_dir / "compare.html"
+
+
+def _compared(path: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+    """A model path's row of the comparison table, and its training curves by part ("" or "member-N")."""
+    meta = _model_metadata(path)
+    home = _home(path, meta)
+    if meta["architecture"] == "ensemble":
+        count = len(meta["arguments"].get("members", []))
+        curves = {f"member-{i}": _history_of(member_dir(home, i) / FINAL) if home else [] for i in range(count)}
+        lengths = {len(history) or UNKNOWN for history in curves.values()}
+        epochs = f"{count} x {lengths.pop()}" if len(lengths) == 1 else " + ".join(str(len(h) or UNKNOWN) for h in curves.values())
+    else:
+        curves = {"": _history_of(home / FINAL) if home else []}
+        epochs = str(len(curves[""]) or meta.get("epoch", UNKNOWN))
+    known = list(curves.values())
+    if all(known):
+        seconds: float | None = sum(row["seconds"] for history in known for row in history)
+        best, last = _validation(known)
+    else:  # no history (or only some members'): the checkpoint's own last epoch is all there is
+        metrics = meta.get("metrics") if meta["architecture"] != "ensemble" else None
+        seconds = metrics.get("elapsed") if metrics else None
+        if metrics is None:
+            best, last = UNKNOWN, UNKNOWN
+        elif "val_accuracy" in metrics:
+            best, last = UNKNOWN, f"{metrics['val_accuracy']:.2%}"  # the best may have been an earlier epoch
+        else:
+            best, last = NOT_APPLICABLE, NOT_APPLICABLE
+    parameters = _parameter_count(meta)
+    test_accuracy = _test_accuracy(path, home)
+    label = f"{home.name}/{path.name}" if home and home != path else path.name
+    row = [label, meta["architecture"], f"{parameters:,}" if parameters is not None else UNKNOWN, epochs, best, last,
+           f"{seconds:.0f}" if seconds is not None else UNKNOWN, f"{test_accuracy:.2%}" if test_accuracy is not None else "not evaluated"]
+    return row, {part: history for part, history in curves.items() if history}
+
+
+def _model_metadata(path: Path) -> dict[str, Any]:
+    if path.suffix == ".onnx":
+        return _onnx_metadata(path)
+    from digitrec import checkpoint  # PyTorch loads here: never for an .onnx file
+
+    return checkpoint.read_metadata(checkpoint.resolve(path))
+
+
+def _onnx_metadata(path: Path) -> dict[str, Any]:
+    """An export's digitrec metadata, read with the onnx package alone (no ONNX Runtime session, no PyTorch)."""
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except OSError as e:
+        raise DigitrecError(f"cannot read ONNX file ({e.strerror or e})", str(path)) from None
+    except Exception as e:  # protobuf raises its own DecodeError for files of other formats
+        raise DigitrecError(f"not an ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
+    if not model.graph.node:  # an empty file parses as an empty model
+        raise DigitrecError("not an ONNX model (no graph in it)", str(path))
+    try:
+        meta = json.loads({prop.key: prop.value for prop in model.metadata_props}[METADATA_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", str(path)) from None
+    if not isinstance(meta, dict) or "architecture" not in meta or not isinstance(meta.get("arguments"), dict):
+        raise DigitrecError("ONNX model whose digitrec metadata has no architecture", str(path))
+    return meta
+
+
+def _home(path: Path, meta: dict[str, Any]) -> Path | None:
+    """The run or ensemble directory whose records describe this model, if any."""
+    if path.is_dir():
+        return path
+    if path.name not in (FINAL, EXPORT):
+        return None  # best.safetensors or an epoch's checkpoint: the run's history goes past it
+    if meta["architecture"] == "ensemble":
+        return path.parent  # older ensembles have no ensemble.json for run_dir_of to see; their members tell
+    return run_dir_of(path)
+
+
+def _validation(histories: list[list[dict[str, Any]]]) -> tuple[str, str]:
+    """Best and last validation accuracy over one run's history, or over an ensemble's members (best of any, mean of last)."""
+    lasts = [values[-1] for values in ([row["val_accuracy"] for row in h if "val_accuracy" in row] for h in histories) if values]
+    if not lasts:
+        return NOT_APPLICABLE, NOT_APPLICABLE
+    best = max(row["val_accuracy"] for history in histories for row in history if "val_accuracy" in row)
+    return f"{best:.2%}", f"{sum(lasts) / len(lasts):.2%}"
+
+
+def _parameter_count(meta: dict[str, Any]) -> int | None:
+    if isinstance(meta.get("parameters"), int):
+        return meta["parameters"]
+    from digitrec import models  # only checkpoints older than the recorded count need the model built
+
+    try:
+        return models.parameter_count(models.create(meta["architecture"], **meta["arguments"]))
+    except (KeyError, TypeError):  # an architecture this version no longer has
+        return None
+
+
+def _test_accuracy(path: Path, home: Path | None) -> float | None:
+    """From `digitrec evaluate` of this path or, for a run's final model, of its run directory."""
+    for folder in (default_report_dir(path), *([default_report_dir(home)] if home and home != path else [])):
+        if (folder / "metrics.json").is_file():
+            return read_json(folder / "metrics.json", "an evaluation report").get("accuracy")
+    return None
 
 
 def _history_of(checkpoint_path: Path) -> list[dict[str, Any]]:

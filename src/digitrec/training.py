@@ -1,15 +1,11 @@
 """The training loop: whole data set as tensors, batches augmented in one call, a run directory
 that never loses work (checkpoints and resumable state written atomically every epoch).
 
-A run directory holds ``config.json`` (the resolved configuration), ``metrics.jsonl`` (one line
-per epoch), ``final.safetensors`` and ``best.safetensors`` (best validation accuracy),
-``state.safetensors`` (optimizer, schedule and random state for ``--resume``), ``curves.png`` and,
-with ``keep_epochs``, ``epoch-NNN.safetensors`` for every epoch.
+What a run trains comes from :mod:`digitrec.plans`; where its files go, from :mod:`digitrec.rundir`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -24,22 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitrec import checkpoint, data, models
+from digitrec import checkpoint, data, models, plans, rundir
 from digitrec.augment import random_warp
 from digitrec.errors import DigitrecError
-from digitrec.inference import current_export, predict_logits
-from digitrec.metrics import HISTORY, Evaluation, fit_temperature, read_history
+from digitrec.inference import current_export, file_digest, predict_logits, resolve_device
+from digitrec.metrics import Evaluation, fit_temperature
+from digitrec.plans import Plan
 from digitrec.recipes import Recipe
-
-CONFIG, FINAL, BEST, STATE = "config.json", "final.safetensors", "best.safetensors", "state.safetensors"
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DigitrecError("CUDA was asked for but no CUDA device is available", "--device")
-    return torch.device(device)
+    return torch.device(resolve_device(device))
 
 
 class SGD:
@@ -178,54 +169,88 @@ class RunResult:
 
     @property
     def final(self) -> Path:
-        return self.run_dir / FINAL
+        return self.run_dir / rundir.FINAL
 
 
-def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate, n = root / f"{model}-{stamp}", 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{model}-{stamp}-{n}"
-    return candidate
+@dataclass
+class RunState:
+    """Everything ``--resume`` needs, saved and restored as one value, so a run continues exactly where it stopped.
+
+    ``finished`` marks a run that ran its course (every epoch, or stopped early) and was exported:
+    resuming it changes nothing.
+    """
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer | SGD
+    schedule: LearningRate
+    ema: EMA | None
+    generator: torch.Generator
+    epoch: int = 0  # the last completed epoch
+    best_accuracy: float = -1.0
+    since_best: int = 0
+    finished: bool = False
+
+    def save(self, path: Path) -> None:
+        checkpoint.save_state(path, {
+            "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "ema": self.ema.model.state_dict() if self.ema else None,
+            "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
+            "best_accuracy": self.best_accuracy, "since_best": self.since_best, "finished": self.finished,
+        })
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.net.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(saved["ema"])
+        torch.set_rng_state(saved["rng"])
+        self.generator.set_state(saved["generator"])
+        self.epoch, self.best_accuracy, self.since_best = int(saved["epoch"]), saved["best_accuracy"], int(saved["since_best"])
+        self.finished = bool(saved["finished"])
+
+    def stopped_early(self, recipe: Recipe) -> bool:
+        return bool(recipe.early_stopping) and self.since_best >= recipe.early_stopping
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    data.atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+def _read_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """The saved state of a run, if it has completed an epoch; states written before the finished mark get one."""
+    if not (run_dir / rundir.STATE).exists():
+        return None
+    saved = checkpoint.load_state(run_dir / rundir.STATE)
+    missing = [key for key in ("epoch", "model", "optimizer", "schedule", "rng", "generator", "best_accuracy", "since_best")
+               if key not in saved]
+    if missing:
+        raise DigitrecError(f"damaged training state (no {missing[0]!r} in it)", str(run_dir / rundir.STATE))
+    if "finished" not in saved:
+        stopped = bool(recipe.early_stopping) and saved["since_best"] >= recipe.early_stopping
+        saved["finished"] = saved["epoch"] >= recipe.epochs or stopped
+    return saved
 
 
-def _progress(total: int, description: str, enabled: bool):
-    from tqdm import tqdm
+def _training_data(config: dict[str, Any]) -> data.Digits:
+    digits = data.load(config["data"], "train", config.get("data_dir"))
+    if not digits.labelled:
+        raise DigitrecError("training data has no labels", digits.name)
+    return digits
 
-    return tqdm(total=total, desc=description, unit="batch", leave=False, disable=not enabled or None,
-                file=sys.stderr, dynamic_ncols=True)
 
+def train(plan: Plan | None = None, *, data_spec: str = "mnist", data_dir: str | Path | None = None, out: str | Path | None = None,
+          seed: int = 0, device: str = "auto", keep_epochs: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> RunResult:
+    """Train what ``plan`` says (the default preset if None) into a new run directory.
 
-def train(
-    model: str = models.DEFAULT_MODEL,
-    recipe: Recipe | None = None,
-    *,
-    arguments: dict[str, Any] | None = None,
-    data_spec: str = "mnist",
-    data_dir: str | Path | None = None,
-    out: str | Path | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    keep_epochs: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> RunResult:
-    """Train ``model`` with ``recipe`` (its registered default if None) into a new run directory."""
-    if model not in models.REGISTRY:
-        raise DigitrecError(f"unknown model {model!r}; `digitrec models` lists them", "--model")
-    recipe = recipe or models.REGISTRY[model].recipe
-    run_dir = Path(out) if out else new_run_dir(model)
-    if (run_dir / CONFIG).exists():
-        raise DigitrecError("already holds a run; continue it with --resume or choose another --out", str(run_dir))
+    Everything is checked before the run directory is made: the device, the seed, the data and
+    the folder itself, which must be new or empty (a run there is continued with :func:`resume`).
+    """
+    plan = plan or plans.resolve()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DigitrecError(f"must be a whole number >= 0, got {seed!r}", "--seed")
+    dev = pick_device(device)
     config = {
-        "model": model,
-        "arguments": arguments or {},
-        "recipe": recipe.to_dict(),
+        "model": plan.model,
+        "arguments": plan.arguments,
+        "recipe": plan.recipe.to_dict(),
         "data": data_spec,
         "data_dir": str(data_dir) if data_dir else None,
         "seed": seed,
@@ -233,29 +258,57 @@ def train(
         "created": datetime.now().isoformat(timespec="seconds"),
         "versions": checkpoint.library_versions(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data.atomic_write(run_dir / CONFIG, (json.dumps(config, indent=2) + "\n").encode())
-    return _run(run_dir, config, device=device, progress=progress, log=log)
+    digits = _training_data(config)
+    run_dir = rundir.claim(Path(out) if out else rundir.new_run_dir(plan.model))
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    return _run(run_dir, config, digits, dev, None, progress=progress, log=log)
 
 
-def resume(run_dir: str | Path, *, device: str = "auto", progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
-    """Continue an interrupted run from its last completed epoch."""
+def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto", progress: bool = True,
+           log: Callable[[str], None] = print) -> RunResult:
+    """Continue an interrupted run from its last completed epoch; a finished run is left as it is.
+
+    ``epochs`` trains a run further, to that many epochs in all (its schedule stretched to the new
+    length); a run that stopped early stays stopped.
+    """
     run_dir = Path(run_dir)
+    config = rundir.read_config(run_dir)
+    source = str(run_dir / rundir.CONFIG)
+    missing = [key for key in ("model", "arguments", "recipe", "data", "seed") if key not in config]
+    if missing:
+        raise DigitrecError(f"no {missing[0]!r} in it: not a digitrec run's configuration", source)
+    if config["model"] not in models.REGISTRY or models.REGISTRY[config["model"]].composite:
+        raise DigitrecError(f"unknown model {config['model']!r}; `digitrec models` lists them", source)
     try:
-        config = json.loads((run_dir / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise DigitrecError(f"not a run directory (no readable {CONFIG})", str(run_dir)) from None
-    state = checkpoint.load_state(run_dir / STATE) if (run_dir / STATE).exists() else None
-    return _run(run_dir, config, device=device, progress=progress, log=log, state=state)
-
-
-def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, log: Callable[[str], None],
-         state: dict[str, Any] | None = None) -> RunResult:
-    recipe = Recipe.from_dict(config["recipe"])
+        recipe = Recipe.from_dict(config["recipe"])
+    except DigitrecError as e:
+        raise DigitrecError(f"recipe field {e.source}: {e.reason}", source) from None
+    except TypeError as e:
+        raise DigitrecError(f"unreadable recipe ({e})", source) from None
+    saved = _read_state(run_dir, recipe)
+    done = saved["epoch"] if saved else 0
+    if epochs is not None and epochs != recipe.epochs:
+        if saved and saved["finished"] and done < recipe.epochs:
+            raise DigitrecError(f"stopped early at epoch {done} (no validation gain): more epochs would not continue it", "--epochs")
+        if epochs < max(done, 1):
+            raise DigitrecError(f"this run has trained {done} epochs already; --epochs must be at least that", "--epochs")
+        recipe = replace(recipe, epochs=epochs)
+        config["recipe"] = recipe.to_dict()
+        if saved:
+            saved["finished"] = False
     dev = pick_device(device)
-    digits = data.load(config["data"], "train", config.get("data_dir"))
-    if not digits.labelled:
-        raise DigitrecError("training data has no labels", digits.name)
+    if saved and saved["finished"]:
+        log(f"{run_dir}: already finished ({done}/{recipe.epochs} epochs); nothing to do")
+        _export(run_dir, log)
+        return RunResult(run_dir, rundir.read_history(run_dir))
+    digits = _training_data(config)
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    return _run(run_dir, config, digits, dev, saved, progress=progress, log=log)
+
+
+def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.device, saved: dict[str, Any] | None, *,
+         progress: bool, log: Callable[[str], None]) -> RunResult:
+    recipe = Recipe.from_dict(config["recipe"])
     if recipe.validation:
         train_index, val_index = data.stratified_split(digits.labels, recipe.validation, config["seed"])
         train_set, val_set = digits.subset(train_index), digits.subset(val_index, f"{digits.name} (validation)")
@@ -264,35 +317,36 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
 
     torch.manual_seed(config["seed"])
     net = models.create(config["model"], **config["arguments"]).to(dev, memory_format=torch.channels_last)
-    optimizer = make_optimizer(recipe, net)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
-    schedule = LearningRate(recipe, steps_per_epoch)
-    ema = EMA(net, recipe.ema) if recipe.ema else None
-    generator = torch.Generator().manual_seed(config["seed"])
+    state = RunState(net, make_optimizer(recipe, net), LearningRate(recipe, steps_per_epoch), EMA(net, recipe.ema) if recipe.ema else None,
+                     torch.Generator().manual_seed(config["seed"]))
     history: list[dict[str, Any]] = []
-    best_accuracy, since_best, start_epoch = -1.0, 0, 1
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if ema is not None:
-            ema.model.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng"])
-        generator.set_state(state["generator"])
-        best_accuracy, since_best, start_epoch = state["best_accuracy"], state["since_best"], state["epoch"] + 1
-        history = [row for row in read_history(run_dir) if row["epoch"] < start_epoch]
-        log(f"resuming {run_dir} at epoch {start_epoch}/{recipe.epochs}")
+    if saved is not None:
+        try:
+            state.restore(saved)
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise DigitrecError(f"training state does not fit this run ({str(e).splitlines()[0][:200]})",
+                                str(run_dir / rundir.STATE)) from None
+        history = [row for row in rundir.read_history(run_dir) if row["epoch"] <= state.epoch]
+        log(f"resuming {run_dir} at epoch {state.epoch + 1}/{recipe.epochs}")
 
     images = torch.tensor(train_set.images, device=dev)
     labels = torch.tensor(train_set.labels, device=dev)
+    model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0
-    for epoch in range(start_epoch, recipe.epochs + 1):
+    while state.epoch < recipe.epochs and not state.stopped_early(recipe):
+        epoch = state.epoch + 1
         started = time.perf_counter()
         bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress)
-        row = _train_epoch(net, optimizer, schedule, ema, recipe, images, labels, generator, epoch, bar)
-        bar.close()
-        model_for_use = ema.model if ema is not None else net
+        try:
+            row = _train_epoch(state, recipe, images, labels, epoch, bar)
+        except FloatingPointError as e:
+            raise DigitrecError(f"training diverged: {e}; try a lower learning rate than {recipe.lr:g} (the epochs before are saved)",
+                                str(run_dir)) from None
+        finally:
+            bar.close()
+        model_for_use = state.ema.model if state.ema is not None else net
         temperature = None
         if val_set is not None:
             val_logits = predict_logits(model_for_use, val_set.images, device=str(dev)).numpy()
@@ -300,40 +354,36 @@ def _run(run_dir: Path, config: dict[str, Any], *, device: str, progress: bool, 
             row.update(val_loss=result.loss, val_accuracy=result.accuracy)
             temperature = fit_temperature(val_logits, val_set.labels)
         monitored = row.get("val_accuracy", row["train_accuracy"])
-        improved = monitored > best_accuracy
-        best_accuracy, since_best = (monitored, 0) if improved else (best_accuracy, since_best + 1)
-        stopping = bool(recipe.early_stopping) and since_best >= recipe.early_stopping
-        if temperature is None and (stopping or epoch == recipe.epochs):
+        improved = monitored > state.best_accuracy
+        state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
+        state.epoch = epoch
+        if temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
             temperature = _training_temperature(model_for_use, train_set, dev)
         row["seconds"] = time.perf_counter() - started
         elapsed += row["seconds"]
         row["elapsed"] = elapsed
         history.append(row)
-        schedule.epoch_end(monitored)
+        state.schedule.epoch_end(monitored)
         log(_epoch_line(row, recipe.epochs))
 
-        _write_jsonl(run_dir / HISTORY, history)
-        saved = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
-        checkpoint.save(run_dir / FINAL, model_for_use, config["model"], config["arguments"], **saved)
+        rundir.write_history(run_dir, history)
+        saved_meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
+        checkpoint.save(run_dir / rundir.FINAL, model_for_use, model, arguments, **saved_meta)
         if config.get("keep_epochs"):
-            checkpoint.save(run_dir / f"epoch-{epoch:03d}.safetensors", model_for_use, config["model"], config["arguments"], **saved)
+            checkpoint.save(run_dir / rundir.epoch_file(epoch), model_for_use, model, arguments, **saved_meta)
         if improved:
-            checkpoint.save(run_dir / BEST, model_for_use, config["model"], config["arguments"], **saved)
-        checkpoint.save_state(run_dir / STATE, {
-            "epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "ema": ema.model.state_dict() if ema else None,
-            "rng": torch.get_rng_state(), "generator": generator.get_state(),
-            "best_accuracy": best_accuracy, "since_best": since_best,
-        })
-        if stopping:
-            log(f"early stopping: no validation gain for {since_best} epochs")
-            break
+            checkpoint.save(run_dir / rundir.BEST, model_for_use, model, arguments, **saved_meta)
+        state.save(run_dir / rundir.STATE)
+        if state.stopped_early(recipe):
+            log(f"early stopping: no validation gain for {state.since_best} epochs")
 
     if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
         from digitrec import plots
 
-        plots.training_curves(history, run_dir / "curves.png")
+        plots.training_curves(history, run_dir / rundir.CURVES)
     _export(run_dir, log)
+    state.finished = True
+    state.save(run_dir / rundir.STATE)
     return RunResult(run_dir, history)
 
 
@@ -352,12 +402,19 @@ def _export(run_dir: Path, log: Callable[[str], None]) -> None:
     """``final.onnx`` beside ``final.safetensors``: what ``predict`` and ``evaluate`` run fastest."""
     from digitrec.export import export_onnx
 
-    if current_export(run_dir) is not None:  # a finished run resumed (an ensemble's members): nothing new to export
+    if current_export(run_dir) is not None:
         return
     try:
         export_onnx(run_dir)
     except Exception as e:  # the run is complete without it: evaluate and predict fall back to PyTorch
         log(f"note: no ONNX export ({e.__class__.__name__}: {str(e).splitlines()[0][:200]}); PyTorch will run this model")
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", leave=False, disable=not enabled or None,
+                file=sys.stderr, dynamic_ncols=True)
 
 
 ENSEMBLE_MEMBERS = 4
@@ -374,64 +431,82 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     the 10,000 test digits on two CPU cores. Alternating with the ``elastic`` preset, whose members
     err on other digits, measured no better (BENCHMARKS.md), so it is an option, not the default.
 
-    Each member is an ordinary run directory (``member-N``) inside ``out``; running the same command
-    again skips finished members and resumes an interrupted one, so no member's work is lost.
-    The combined model is ``out/final.safetensors`` with architecture ``ensemble``.
+    Each member is an ordinary run directory (``member-N``) inside ``out``, beside ``ensemble.json``
+    (presets, seed, data). Running it again with the same ``out`` skips finished members, resumes
+    an interrupted one and may ask for more or fewer members; the presets, seed and data cannot
+    change. The combined model is ``out/final.safetensors`` with architecture ``ensemble``.
     """
     presets = [presets] if isinstance(presets, str) else list(presets)
-    if members < 1:
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise DigitrecError(f"an ensemble needs at least one member, got {members}", "--members")
     if not presets:
         raise DigitrecError("an ensemble needs at least one preset", "--recipe")
-    for name in presets:
-        if name not in models.PRESETS:
-            raise DigitrecError(f"unknown preset {name!r}; choose from {', '.join(models.PRESETS)}", "--recipe")
-    out = Path(out) if out else new_run_dir("ensemble")
-    out.mkdir(parents=True, exist_ok=True)
+    chosen = [plans.resolve(recipe=name, data=data_spec) for name in presets]
+    pick_device(device)
+    out = Path(out) if out else rundir.new_run_dir("ensemble")
+    record = {"presets": presets, "seed": seed, "data": data_spec, "data_dir": str(data_dir) if data_dir else None}
+    if rundir.holds_ensemble(out):
+        made = rundir.read_json(out / rundir.ENSEMBLE, "an ensemble")
+        for key, value in record.items():
+            if made.get(key) != value:
+                raise DigitrecError(f"this ensemble was made with {key} {made.get(key)!r}, not {value!r}; "
+                                    "choose another --out for a different ensemble", str(out))
+    else:
+        rundir.claim(out, "ensemble")
+        rundir.write_json(out / rundir.ENSEMBLE, {**record, "created": datetime.now().isoformat(timespec="seconds")})
     histories: list[dict[str, Any]] = []
-    loaded_members: list[checkpoint.Checkpoint] = []
+    finals: list[Path] = []
     for index in range(members):
-        member_dir = out / f"member-{index}"
+        member_dir = rundir.member_dir(out, index)
         label = f"member {index + 1}/{members}"
-        preset = presets[index % len(presets)]
-        chosen = models.PRESETS[preset]
-        if not (member_dir / CONFIG).exists():
-            log(f"{label}: training the {preset} preset with seed {seed + index}")
-            result = train(chosen.model, chosen.recipe, arguments=chosen.arguments, data_spec=data_spec, data_dir=data_dir,
-                           out=member_dir, seed=seed + index, device=device, progress=progress, log=log)
-        else:
-            log(f"{label}: continuing {member_dir}")
+        plan = chosen[index % len(chosen)]
+        if rundir.holds_run(member_dir):
+            log(f"{label}: {member_dir}")
             result = resume(member_dir, device=device, progress=progress, log=log)
+        else:
+            log(f"{label}: training the {presets[index % len(presets)]} preset with seed {seed + index}")
+            result = train(plan, data_spec=data_spec, data_dir=data_dir, out=member_dir, seed=seed + index, device=device,
+                           progress=progress, log=log)
         histories += [{**row, "member": index} for row in result.history]
-        loaded_members.append(checkpoint.load(result.final))
+        finals.append(result.final)
+    digests = [file_digest(path) for path in finals]
+    if (out / rundir.FINAL).is_file() and checkpoint.read_metadata(out / rundir.FINAL).get("members_sha256") == digests:
+        log(f"{out}: already finished ({members} members); nothing to do")
+        _export(out, log)
+        return RunResult(out, histories)
+    loaded_members = [checkpoint.load(path) for path in finals]
     specs = [{"architecture": m.architecture, "arguments": m.meta["arguments"]} for m in loaded_members]
     ensemble = models.Ensemble(specs)
     for target, source in zip(ensemble.members, loaded_members, strict=True):
         target.load_state_dict(source.model.state_dict())
     meta = loaded_members[0].meta
     temperature = _training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
-    checkpoint.save(out / FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
-                    training={"presets": presets, "members": members, "seed": seed}, data=meta["data"])
+    checkpoint.save(out / rundir.FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
+                    training={"presets": presets, "members": members, "seed": seed}, data=meta["data"], members_sha256=digests)
     _export(out, log)
     return RunResult(out, histories)
 
 
-def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer | SGD, schedule: LearningRate, ema: EMA | None, recipe: Recipe,
-                 images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, epoch: int, bar: Any) -> dict[str, Any]:
-    """One pass over the shuffled training set; returns the epoch's training metrics."""
+def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any) -> dict[str, Any]:
+    """One pass over the shuffled training set; returns the epoch's training metrics.
+
+    Raises FloatingPointError as soon as the loss is seen to be NaN or infinite: every 20 steps,
+    where the progress bar reads it anyway, and at the end.
+    """
+    net, optimizer = state.net, state.optimizer
     net.train()
     steps = math.ceil(len(images) / recipe.batch_size)
-    order = torch.randperm(len(images), generator=generator).to(images.device)
+    order = torch.randperm(len(images), generator=state.generator).to(images.device)
     loss_sum = torch.zeros((), device=images.device)
     correct = torch.zeros((), device=images.device, dtype=torch.long)
     for step in range(steps):
         batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
         x = images[batch].unsqueeze(1).float().div_(255)
         if recipe.augment.active:
-            x = random_warp(x, recipe.augment, generator)
+            x = random_warp(x, recipe.augment, state.generator)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels[batch]
-        lr = schedule.at((epoch - 1) * steps + step)
+        lr = state.schedule.at((epoch - 1) * steps + step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         logits = net(x)
@@ -439,14 +514,20 @@ def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer | SGD, schedul
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if ema is not None:
-            ema.update(net)
+        if state.ema is not None:
+            state.ema.update(net)
         loss_sum += loss.detach() * len(batch)
         correct += (logits.argmax(1) == y).sum()
         bar.update()
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{float(correct) / ((step + 1) * recipe.batch_size):.2%}")
-    return {"epoch": epoch, "train_loss": float(loss_sum) / len(images), "train_accuracy": float(correct) / len(images), "lr": lr}
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} in epoch {epoch}, step {step + 1}")
+            bar.set_postfix(loss=f"{value:.4f}", acc=f"{float(correct) / ((step + 1) * recipe.batch_size):.2%}")
+    train_loss = float(loss_sum) / len(images)
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"the loss became {train_loss} in epoch {epoch}")
+    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": float(correct) / len(images), "lr": lr}
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -454,16 +535,3 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_accuracy" in row:
         line += f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
     return line + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
-
-
-def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
-    """``recipe`` with the given fields replaced; ``None`` means keep."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    jitter = ("rotation", "zoom", "shift", "elastic")
-    if any(k in changes for k in jitter):
-        augment = replace(recipe.augment, **{k: changes.pop(k) for k in jitter if k in changes})
-        changes["augment"] = augment
-    try:
-        return replace(recipe, **changes)
-    except ValueError as e:
-        raise DigitrecError(str(e), "recipe") from None
