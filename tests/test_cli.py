@@ -6,8 +6,10 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
+from PIL import Image
 
 
 def _assert_one_line_error(result, *fragments: str) -> None:
@@ -140,3 +142,168 @@ def test_compare_puts_several_runs_in_one_report(tmp_path: Path, synthetic_npz: 
     assert "| a | seed001-cnn1 | 54,410 | 2 |" in table
     assert "| b | seed001-mlp5 | 318,010 | 2 |" in table
     assert "data:image/png;base64," in (tmp_path / "cmp" / "compare.html").read_text()
+
+
+# --- the edges a new user hits: one line and exit code 2, nothing lost ----------------------------
+
+
+def _main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """The real command in this process (no start-up cost): exit code, stdout, stderr."""
+    from digitrec import cli
+
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # argparse's own refusals
+        code = int(e.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digitrec: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A fast-preset run on synthetic digits, and a Kaggle-style test.csv without labels."""
+    from conftest import synthetic_digits
+
+    import digitrec
+
+    folder = tmp_path_factory.mktemp("small")
+    x, y = synthetic_digits(300, seed=1)
+    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    run = digitrec.train("fast", data_spec=f"npz:{folder / 'digits.npz'}", out=folder / "run", progress=False, log=lambda line: None)
+    header = ",".join(f"pixel{i}" for i in range(784))
+    rows = "\n".join(",".join(map(str, image.reshape(-1))) for image in x[:5])
+    (folder / "test.csv").write_text(f"{header}\n{rows}\n")
+    return run.run_dir, folder / "test.csv"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"), ("--rotation", "nan"),
+                                               ("--ema", "1.5"), ("--label-smoothing", "2"), ("--epochs", "0"), ("--device", "tpu")])
+def test_a_bad_recipe_value_or_device_is_one_line_naming_the_option(capsys, tmp_path: Path, synthetic_npz: Path, option: str, value: str):
+    run = tmp_path / "run"
+    code, _, err = _main(capsys, "train", "--recipe", "fast", "--data", f"npz:{synthetic_npz}", "--out", str(run), option, value)
+    _one_line_error(code, err, f"{option}: ")
+    assert not run.exists()
+
+
+def test_evaluate_names_the_device_as_the_problem(capsys, small_run: tuple[Path, Path]):
+    run, _ = small_run
+    _one_line_error(*_main(capsys, "evaluate", str(run), "--device", "tpu")[::2], "--device: unknown device 'tpu'")
+    code, _, err = _main(capsys, "evaluate", str(run), "--engine", "onnx", "--device", "cuda")
+    _one_line_error(code, err, "--device: ONNX Runtime runs on the CPU here")
+    assert "final.onnx" not in err
+
+
+def test_resume_refuses_options_it_cannot_apply_and_says_when_a_run_is_finished(capsys, small_run: tuple[Path, Path]):
+    run, _ = small_run
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    _one_line_error(*_main(capsys, "train", "--resume", str(run), "--recipe", "balanced")[::2], "--recipe: only --epochs, --device")
+    _one_line_error(*_main(capsys, "train", "--resume", str(run), "--lr", "0.1")[::2], "--lr: only --epochs")
+    code, out, _ = _main(capsys, "train", "--resume", str(run), "--quiet")
+    assert code == 0 and "already finished (1/1 epochs); nothing to do" in out
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_outputs_in_the_wrong_kind_of_place_are_one_line_naming_the_path(capsys, tmp_path: Path, small_run: tuple[Path, Path],
+                                                                         synthetic_npz: Path):
+    run, test_csv = small_run
+    folder, file = tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    file.write_text("keep")
+    image = tmp_path / "d.png"
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
+    refusals = [
+        (["submit", str(run), "--test", str(test_csv), "-o", str(folder)], f"{folder}: is a folder; give a file name"),
+        (["export", str(run), "--onnx", str(folder)], f"{folder}: is a folder; give a file name"),
+        (["train", "--recipe", "fast", "--data", f"npz:{synthetic_npz}", "--out", str(file)], f"{file}: is a file, not a folder"),
+        (["train", "--recipe", "fast", "--data", f"npz:{synthetic_npz}", "--out", str(file / "sub")], f"{file} is a file, not a folder"),
+        (["evaluate", str(run), "--data", f"npz:{synthetic_npz}", "--out", str(file)], f"{file}: is a file, not a folder"),
+        (["compare", str(run), "--out", str(file)], f"{file}: is a file, not a folder"),
+        (["predict", str(run), str(image), "--save-preprocessed", str(file)], f"{file}: is a file, not a folder"),
+        (["data", "stats", "--data", f"npz:{synthetic_npz}", "--out", str(file)], f"{file}: is a file, not a folder"),
+    ]
+    for argv, message in refusals:
+        code, out, err = _main(capsys, *argv)
+        _one_line_error(code, err, message)
+        assert out == "" or "predict" not in argv
+    assert list(folder.iterdir()) == [] and file.read_text() == "keep"
+
+
+def test_a_folder_nobody_may_write_in_is_one_line_and_stays_empty(tmp_path: Path, small_run: tuple[Path, Path], synthetic_npz: Path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    run, test_csv = small_run
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    image = tmp_path / "d.png"
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
+    commands = [
+        ["train", "--recipe", "fast", "--data", f"npz:{synthetic_npz}", "--out", str(locked / "run"), "--quiet"],
+        ["export", str(run), "--onnx", str(locked / "model.onnx")],
+        ["submit", str(run), "--test", str(test_csv), "-o", str(locked / "submission.csv")],
+        ["evaluate", str(run), "--data", f"npz:{synthetic_npz}", "--out", str(locked / "report")],
+        ["predict", str(run), str(image), "--save-preprocessed", str(locked / "seen")],
+        ["data", "stats", "--data", f"npz:{synthetic_npz}"],  # into reports/ under the working directory
+    ]
+    script = ("import contextlib, io, json, sys\nfrom digitrec import cli\nresults = []\n"
+              "for argv in json.loads(sys.argv[1]):\n    err = io.StringIO()\n"
+              "    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
+              "        results.append([cli.main(argv), err.getvalue()])\nprint(json.dumps(results))\n")
+    prefix = []
+    if os.geteuid() == 0:  # root writes anywhere: drop the capabilities that let it, as an ordinary user lacks them
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv to drop root's file-permission override")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    locked.chmod(0o555)
+    try:
+        result = subprocess.run([*prefix, sys.executable, "-c", script, json.dumps(commands)], capture_output=True, text=True,
+                                cwd=locked, timeout=300)
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    for argv, (code, err) in zip(commands, json.loads(result.stdout), strict=True):
+        _one_line_error(code, err, "Permission denied", str(locked) if argv[0] != "data" else "reports")
+    assert list(locked.iterdir()) == []
+
+
+def test_every_option_of_every_command_says_what_it_does(capsys):
+    import argparse
+
+    from digitrec import cli
+
+    def options(parser: argparse.ArgumentParser, name: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from options(sub, f"{name} {sub_name}")
+            elif action.option_strings and not isinstance(action, argparse._HelpAction):
+                yield f"{name} {action.option_strings[-1]}", action.help
+
+    undocumented = [option for option, text in options(cli.build_parser(), "digitrec") if not text]
+    assert undocumented == []
+    train_help = _main(capsys, "train", "--help")[1]
+    described = train_help.split("recipe (defaults")[1]  # below the usage line
+    assert "degrees" in described.split("--rotation DEGREES")[1].split("--zoom")[0]
+    assert "%" in described.split("--zoom FRACTION")[1].split("--shift")[0]
+    assert "px" in described.split("--shift FRACTION")[1].split("--elastic")[0]
+    code, out, _ = _main(capsys, "--version")
+    assert code == 0 and out.startswith("digitrec ")
+
+
+def test_data_stats_on_a_set_without_labels_shows_pixels_and_samples_only(capsys, tmp_path: Path, small_run: tuple[Path, Path]):
+    _, test_csv = small_run
+    code, out, err = _main(capsys, "data", "stats", "--data", f"kaggle:{test_csv}", "--out", str(tmp_path / "stats"))
+    assert code == 0, err
+    assert "test.csv: 5 images" in out and "no labels in this set" in out and "pixels: mean" in out
+    assert "  0:" not in out
+    assert sorted(p.name for p in (tmp_path / "stats").iterdir()) == ["samples.png"]

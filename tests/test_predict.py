@@ -86,6 +86,90 @@ def test_a_blank_page_is_no_digit_rather_than_a_guess(synthetic_run: Path):
     assert reading.digit is None and reading.uncertain and "no ink" in reading.reason
 
 
+@pytest.mark.parametrize("shape", ["(N, 1, 28, 28)", "(N, 28, 28, 1)", "(N, 28, 28, 3)", "(N, 3, 28, 28)", "float tensor (N, 1, 28, 28)",
+                                   "list of (28, 28, 1)", "nested lists"])
+def test_the_array_shapes_pytorch_and_keras_users_hold_read_as_the_same_digits(synthetic_run: Path, shape: str):
+    torch = pytest.importorskip("torch")
+    reader = digitrec.load(synthetic_run)
+    x, _ = synthetic_digits(6, seed=5)
+    given = {
+        "(N, 1, 28, 28)": x[:, None],
+        "(N, 28, 28, 1)": x[..., None],
+        "(N, 28, 28, 3)": np.repeat(x[..., None], 3, axis=3),
+        "(N, 3, 28, 28)": np.repeat(x[:, None], 3, axis=1),
+        "float tensor (N, 1, 28, 28)": torch.from_numpy(x[:, None].astype(np.float32) / 255),
+        "list of (28, 28, 1)": list(x[..., None]),
+        "nested lists": x.tolist(),
+    }[shape]
+    assert np.allclose(reader.predict_proba(given), reader.predict_proba(x), atol=1e-6)
+
+
+def test_one_flattened_digit_is_one_digit_not_784_one_pixel_images(synthetic_run: Path):
+    reader = digitrec.load(synthetic_run)
+    x, _ = synthetic_digits(3, seed=5)
+    assert reader.predict(x[1].reshape(784)).tolist() == reader.predict(x[1:2]).tolist()
+    assert np.allclose(reader.predict_proba(x[1].reshape(784)), reader.predict_proba(x[1:2]))
+    assert reader.predict((x[1].reshape(784) / 255).tolist()).shape == (1,)
+    assert len(reader.read(x[1].reshape(784))) == 1
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (5, "cannot read a int as a digit: give file paths, encoded image bytes"),
+    (None, "cannot read a NoneType as a digit"),
+    (np.zeros((2, 64, 64, 3)), r"shaped \(2, 64, 64, 3\) is neither digits in MNIST's format \(\(28, 28\), \(784,\)"),
+    (np.zeros((28, 28), dtype=complex), "pixels must be numbers"),
+    (np.full((28, 28), 300.0), "pixel values run from 300 to 300; expected levels 0-255 or fractions 0-1"),
+    ([np.zeros((3, 28, 28))], "an array of 3 digits inside a list: pass the array itself"),
+])
+def test_inputs_that_are_no_image_are_refused_naming_what_is_accepted(synthetic_run: Path, value, message: str):
+    with pytest.raises(DigitrecError, match=message):
+        digitrec.load(synthetic_run).predict(value)
+
+
+def test_encoded_image_bytes_read_as_the_file_would(synthetic_run: Path, tmp_path: Path):
+    reader = digitrec.load(synthetic_run)
+    canvas = np.full((120, 90), 255, np.uint8)
+    canvas[30:90, 40:52] = 20
+    Image.fromarray(canvas).save(tmp_path / "stroke.png")
+    blob = (tmp_path / "stroke.png").read_bytes()
+    assert np.allclose(reader.predict_proba(blob), reader.predict_proba(tmp_path / "stroke.png"))
+    with pytest.raises(DigitrecError, match="not a readable image"):
+        reader.predict(b"hello")
+
+
+def test_predict_agrees_with_read_on_a_blank_image_no_digit(synthetic_run: Path, tmp_path: Path):
+    reader = digitrec.load(synthetic_run)
+    Image.new("RGB", (200, 200), "white").save(tmp_path / "blank.png")
+    x, _ = synthetic_digits(1, seed=5)
+    inputs = [tmp_path / "blank.png", x[0], np.zeros((28, 28), np.uint8)]
+    assert reader.predict(inputs).tolist() == [-1, reader.predict(x[0])[0], -1]
+    probabilities = reader.predict_proba(inputs)
+    assert probabilities[0].tolist() == [0.0] * 10 and probabilities[2].tolist() == [0.0] * 10
+    assert probabilities[1].sum() == pytest.approx(1.0)
+    readings = reader.read(inputs)
+    assert [r.digit for r in readings] == [None, reader.predict(x[0])[0], None]
+
+
+def test_a_model_whose_output_is_nan_is_never_read_as_certain(synthetic_run: Path, tmp_path: Path):
+    import torch
+
+    from digitrec import checkpoint
+
+    loaded = checkpoint.load(synthetic_run / "final.safetensors")
+    with torch.no_grad():
+        for parameter in loaded.model.parameters():
+            parameter.fill_(float("nan"))
+    checkpoint.save(tmp_path / "broken.safetensors", loaded.model, loaded.architecture, loaded.meta["arguments"])
+    reader = digitrec.load(tmp_path / "broken.safetensors")
+    x, _ = synthetic_digits(2, seed=5)
+    (reading, _) = reader.read(x)
+    assert reading.uncertain and reading.digit is None and "not a number" in reading.reason
+    assert reader.predict(x).tolist() == [-1, -1]
+    Image.fromarray(x[0]).save(tmp_path / "d.png")
+    printed = run_cli("predict", str(tmp_path / "broken.safetensors"), str(tmp_path / "d.png"))
+    assert printed.returncode == 0 and "uncertain: the model's output is not a number" in printed.stdout and "nan" not in printed.stdout
+
+
 def test_the_loaded_model_is_the_trained_torch_module(synthetic_run: Path):
     reader = digitrec.load(synthetic_run)
     assert sum(p.numel() for p in reader.model.parameters()) == reader.meta["parameters"]
@@ -178,6 +262,40 @@ def test_save_preprocessed_writes_the_28x28_image_the_model_saw(synthetic_run: P
     (saved,) = (tmp_path / "seen").iterdir()
     seen = np.asarray(Image.open(saved))
     assert seen.shape == (28, 28) and seen.max() > 200 and seen[0, 0] == 0  # white ink on black, like MNIST
+
+
+def test_saved_preprocessed_images_are_named_after_every_input_even_with_one_name(synthetic_run: Path, tmp_path: Path):
+    from digitrec.images import to_mnist
+
+    for folder, box in (("a", (slice(20, 80), slice(45, 55))), ("b", (slice(45, 55), slice(20, 80)))):  # | and -
+        canvas = np.full((100, 100), 255, np.uint8)
+        canvas[box] = 0
+        (tmp_path / folder).mkdir()
+        Image.fromarray(canvas).save(tmp_path / folder / "x.png")
+    result = run_cli("predict", str(synthetic_run), "a/x.png", "b/x.png", "--save-preprocessed", "seen", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["0000-a_x.png", "0001-b_x.png"]
+    for saved, given in (("0000-a_x.png", "a/x.png"), ("0001-b_x.png", "b/x.png")):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / saved)), to_mnist(tmp_path / given))
+
+
+def test_an_empty_folder_a_missing_file_and_stdin_among_files(synthetic_run: Path, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    alone = run_cli("predict", str(synthetic_run), str(tmp_path / "empty"))
+    assert alone.returncode == 2 and alone.stderr.strip() == f"digitrec: error: {tmp_path / 'empty'}: no images found in this folder " \
+        "(PNG, JPEG, GIF, BMP, WebP or TIFF files)"
+    x, _ = synthetic_digits(2, seed=3)
+    Image.fromarray(x[0]).save(tmp_path / "good.png")
+    buffer = io.BytesIO()
+    Image.fromarray(x[1]).save(buffer, format="PNG")
+    mixed = subprocess.run([sys.executable, "-m", "digitrec", "predict", str(synthetic_run), str(tmp_path / "missing.png"), "-",
+                            str(tmp_path / "good.png")], input=buffer.getvalue(), capture_output=True, timeout=300)
+    assert mixed.returncode == 2
+    assert [line.split(":")[0] for line in mixed.stdout.decode().splitlines()] == ["-", str(tmp_path / "good.png")]
+    assert mixed.stderr.decode().splitlines() == [f"digitrec: error: {tmp_path / 'missing.png'}: no such file",
+                                                  "digitrec: error: 1 of 3 input(s) could not be read"]
+    twice = run_cli("predict", str(synthetic_run), "-", "-")
+    assert twice.returncode == 2 and "'-' (standard input) can be given only once" in twice.stderr
 
 
 def test_threshold_sets_what_counts_as_uncertain(synthetic_run: Path, tmp_path: Path):

@@ -231,3 +231,122 @@ def test_sgd_training_never_imports_torch_dynamo(tmp_path: Path, synthetic_npz: 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+# --- runs that are finished, continued, diverged or in the way ------------------------------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_an_ensemble_never_replaces_a_training_run_nor_a_run_an_ensemble(tmp_path: Path, synthetic_npz: Path):
+    quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False, "log": lambda line: None}
+    run = training.train(plans.PRESETS["fast"], out=tmp_path / "fast1", **quiet)
+    before = _files(run.run_dir)
+    with pytest.raises(DigitrecError, match="already holds a training run"):
+        training.train_ensemble("fast", 2, out=run.run_dir, **quiet)
+    assert _files(run.run_dir) == before
+    ensemble = training.train_ensemble("fast", 1, out=tmp_path / "ens", **quiet)
+    before = _files(ensemble.run_dir)
+    with pytest.raises(DigitrecError, match="already holds an ensemble"):
+        training.train(plans.PRESETS["fast"], out=ensemble.run_dir, **quiet)
+    assert _files(ensemble.run_dir) == before
+
+
+def test_a_folder_with_other_files_in_it_is_never_used_for_a_run(tmp_path: Path, synthetic_npz: Path):
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("\\section{Results}")
+    with pytest.raises(DigitrecError, match="is not empty"):
+        _train(tmp_path, synthetic_npz, "thesis")
+    assert [p.name for p in (tmp_path / "thesis").iterdir()] == ["chapter1.tex"]
+
+
+def test_a_file_given_as_the_run_directory_is_named_before_anything_is_written(tmp_path: Path, synthetic_npz: Path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DigitrecError, match="is a file, not a folder"):
+        _train(tmp_path, synthetic_npz, "file")
+    with pytest.raises(DigitrecError, match=f"{tmp_path / 'file'} is a file, not a folder"):
+        _train(tmp_path, synthetic_npz, "file/sub")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_bad_training_data_leaves_no_run_directory_behind(tmp_path: Path):
+    bad = tmp_path / "train.csv"
+    bad.write_text("label,pixel0\n1,2\n")
+    with pytest.raises(DigitrecError):
+        training.train(plans.PRESETS["fast"], data_spec=f"kaggle:{bad}", out=tmp_path / "run", progress=False, log=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_a_clear_error_instead_of_saving_a_nan_model(tmp_path: Path, synthetic_npz: Path):
+    recipe = Recipe(optimizer="sgd", lr=1e12, batch_size=64, epochs=2, validation=0.0)
+    with pytest.raises(DigitrecError, match=r"training diverged: the loss became nan in epoch 1(, step \d+)?; try a lower learning rate"):
+        _train(tmp_path, synthetic_npz, recipe=recipe)
+    assert not (tmp_path / "run" / "final.safetensors").exists()
+
+
+def test_resuming_a_finished_run_changes_nothing_and_says_so(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz)
+    before = _files(result.run_dir)
+    lines: list[str] = []
+    again = training.resume(result.run_dir, progress=False, log=lines.append)
+    assert lines == [f"{result.run_dir}: already finished (3/3 epochs); nothing to do"]
+    assert numbers(again.history) == numbers(result.history)
+    assert _files(result.run_dir) == before
+
+
+def test_an_early_stopped_run_stays_stopped(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz, recipe=Recipe(optimizer="sgd", lr=1e-9, batch_size=64, epochs=10, early_stopping=2))
+    stopped_at = len(result.history)
+    before = _files(result.run_dir)
+    lines: list[str] = []
+    training.resume(result.run_dir, progress=False, log=lines.append)
+    assert "already finished" in lines[0] and _files(result.run_dir) == before
+    with pytest.raises(DigitrecError, match=f"stopped early at epoch {stopped_at}"):
+        training.resume(result.run_dir, epochs=20, progress=False, log=lambda line: None)
+
+
+def test_more_epochs_train_a_finished_run_further_and_fewer_are_refused(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz, recipe=replace(QUICK, epochs=2))
+    lines: list[str] = []
+    longer = training.resume(result.run_dir, epochs=3, progress=False, log=lines.append)
+    assert lines[0] == f"resuming {result.run_dir} at epoch 3/3"
+    assert [row["epoch"] for row in longer.history] == [1, 2, 3]
+    assert numbers(longer.history)[:2] == numbers(result.history)
+    assert json.loads((result.run_dir / "config.json").read_text())["recipe"]["epochs"] == 3
+    assert checkpoint.read_metadata(result.final)["epoch"] == 3
+    with pytest.raises(DigitrecError, match="has trained 3 epochs already"):
+        training.resume(result.run_dir, epochs=1, progress=False, log=lambda line: None)
+
+
+def test_rerunning_a_finished_ensemble_says_so_for_every_member_and_the_whole(tmp_path: Path, synthetic_npz: Path):
+    quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False}
+    training.train_ensemble("fast", 2, out=tmp_path / "ens", log=lambda line: None, **quiet)
+    before = _files(tmp_path / "ens")
+    lines: list[str] = []
+    training.train_ensemble("fast", 2, out=tmp_path / "ens", log=lines.append, **quiet)
+    assert [line for line in lines if "already finished" in line] == [
+        f"{tmp_path / 'ens' / 'member-0'}: already finished (1/1 epochs); nothing to do",
+        f"{tmp_path / 'ens' / 'member-1'}: already finished (1/1 epochs); nothing to do",
+        f"{tmp_path / 'ens'}: already finished (2 members); nothing to do",
+    ]
+    assert not any("resuming" in line for line in lines)
+    assert _files(tmp_path / "ens") == before
+    with pytest.raises(DigitrecError, match="this ensemble was made with seed 0, not 5"):
+        training.train_ensemble("fast", 2, out=tmp_path / "ens", seed=5, log=lambda line: None, **quiet)
+
+
+def test_a_run_whose_config_names_an_unknown_model_is_one_line(tmp_path: Path, synthetic_npz: Path):
+    result = _train(tmp_path, synthetic_npz)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    (result.run_dir / "config.json").write_text(json.dumps({**config, "model": "resnet9000"}))
+    with pytest.raises(DigitrecError, match="unknown model 'resnet9000'"):
+        training.resume(result.run_dir, progress=False, log=lambda line: None)
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu0"])
+def test_an_unknown_device_is_refused_before_anything_is_written(tmp_path: Path, synthetic_npz: Path, device: str):
+    with pytest.raises(DigitrecError, match=f"unknown device '{device}'; choose auto, cpu, cuda, cuda:N or mps"):
+        _train(tmp_path, synthetic_npz, device=device)
+    assert not (tmp_path / "run").exists()

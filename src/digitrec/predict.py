@@ -200,8 +200,9 @@ class Predictor:
             source = names[index] if names else _name(item, index)
             try:
                 yield self._read_one(item, source, multi, folder, index)
-            except DigitrecError as e:
-                yield e if e.source else DigitrecError(e.reason, source, e.place)
+            except DigitrecError as e:  # an image given as bytes or as an object is named as the caller named it
+                named = e.source and not e.source.startswith("<")
+                yield e if named else DigitrecError(e.reason, "stdin" if source == "-" else source, e.place)
 
     def _read_one(self, item: Any, source: str, multi: bool, folder: Path | None, index: int) -> Reading:
         found = _digit_or_ink(item)
