@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from digitrec import checkpoint, data, models
+from digitrec import checkpoint, data, models, rundir
 from digitrec.inference import TorchEngine
-from digitrec.metrics import Evaluation, read_history
+from digitrec.metrics import Evaluation
+from digitrec.rundir import read_history
 
 THRESHOLDS = (0.990, 0.995, 0.997)
 
@@ -71,12 +72,12 @@ def run(label: str, argv: list[str], seed: int, out: Path, test: data.Digits) ->
     reached: dict[float, float | None] = dict.fromkeys(THRESHOLDS)
     accuracy = 0.0
     for row in history:
-        logits = TorchEngine.open(out / f"epoch-{row['epoch']:03d}.safetensors").logits(test.images)
+        logits = TorchEngine.open(out / rundir.epoch_file(row["epoch"])).logits(test.images)
         accuracy = Evaluation.from_logits(logits, test.labels).accuracy
         for threshold in THRESHOLDS:
             if reached[threshold] is None and accuracy >= threshold:
                 reached[threshold] = overhead + row["elapsed"]
-    meta = checkpoint.read_metadata(out / "final.safetensors")
+    meta = checkpoint.read_metadata(out / rundir.FINAL)
     images = meta["data"]["count"] * len(history)
     return {"label": label, "seed": seed, "epochs": len(history), "wall": wall, "reached": reached, "accuracy": accuracy,
             "images_per_s": images / history[-1]["elapsed"], "model": meta["architecture"], "arguments": meta["arguments"],
