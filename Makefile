@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	@set -e; out=runs/default-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/digitrec data stats --out $$out/data; \
 	$(BIN)/digitrec train --out $$out; \
+	$(BIN)/digitrec data stats --out $$out/data; \
 	$(BIN)/digitrec evaluate $$out; \
 	echo; echo "Done. Report: $$out/report/report.html (and report.md beside it)"
 

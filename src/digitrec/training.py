@@ -302,7 +302,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
         _export(run_dir, log)
         return RunResult(run_dir, rundir.read_history(run_dir))
     digits = _training_data(config)
-    rundir.write_json(run_dir / rundir.CONFIG, config)
+    if epochs is not None:  # the run's own record of what it trains: --resume alone finds it as it was
+        rundir.write_json(run_dir / rundir.CONFIG, config)
     return _run(run_dir, config, digits, dev, saved, progress=progress, log=log)
 
 
