@@ -89,6 +89,7 @@ def _ensemble(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec import report
 
+    _say_bundled(args.model)
     result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device,
                                    write_report=not args.no_report, engine=args.engine)
     if args.json:
@@ -126,13 +127,32 @@ def _image_inputs(arguments: list[str]) -> tuple[list[object], list[str], list[D
     return sources, names, empty
 
 
+MODEL_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".pkl")  # the pickles only to be refused by name
+
+
+def _is_model(argument: str) -> bool:
+    path = Path(argument)
+    if path.is_dir():
+        return any((path / name).is_file() for name in ("config.json", "final.safetensors", "ensemble.json"))
+    return path.suffix.lower() in MODEL_SUFFIXES
+
+
+def _say_bundled(model: str | None) -> None:
+    if model is None:
+        print("digitrec: using the bundled model (the default recipe; name a model to use another)", file=sys.stderr)
+
+
 def _predict(args: argparse.Namespace) -> None:
     from digitrec import predict
 
     if not 0.0 <= args.threshold <= 1.0:
         raise DigitrecError(f"{args.threshold} is not a probability (0-1)", "--threshold")
-    reader = predict.load(args.model, args.engine, args.threshold)
-    sources, names, empty_folders = _image_inputs(args.images)
+    model, arguments = (args.inputs[0], args.inputs[1:]) if _is_model(args.inputs[0]) else (None, args.inputs)
+    if not arguments:
+        raise DigitrecError("no images given: digitrec predict [MODEL] IMAGE...", "IMAGE")
+    reader = predict.load(model, args.engine, args.threshold)
+    _say_bundled(model)
+    sources, names, empty_folders = _image_inputs(arguments)
     total, failed = len(sources) + len(empty_folders), 0
     readings = reader.read_each(sources, multi=args.multi, save_preprocessed=args.save_preprocessed, names=names)
     for result in itertools.chain(empty_folders, readings):
@@ -161,8 +181,21 @@ def _reading_line(reading: Reading) -> str:
 def _submit(args: argparse.Namespace) -> None:
     from digitrec import predict
 
-    rows = predict.load(args.model, args.engine).write_submission(args.test, args.out)
+    reader = predict.load(args.model, args.engine)
+    _say_bundled(args.model)
+    rows = reader.write_submission(args.test, args.out)
     print(f"{args.out}: {rows} predictions (ImageId,Label)")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from digitrec.server import create_app
+
+    app = create_app(args.model, max_body=args.max_body, max_pixels=args.max_pixels, body_timeout=args.timeout, threshold=args.threshold)
+    _say_bundled(args.model)
+    print(f"digitrec: serving the page and the API on http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5, limit_concurrency=args.max_connections)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -277,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(run=_ensemble)
 
     e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
-    e.add_argument("model", help="checkpoint file, run directory or exported .onnx file")
+    e.add_argument("model", nargs="?", help="checkpoint file, run directory or exported .onnx file (default: the bundled model)")
     e.add_argument("--data", default="mnist", help=data_help + " (the test part where there is one)")
     e.add_argument("--data-dir", help=data_dir_help)
     e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
@@ -287,10 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     e.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin")
-    p.add_argument("model", help="run directory, checkpoint or exported .onnx file")
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF), folders of them, and - for one image on standard input")
+    p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin",
+                            usage="digitrec predict [-h] [options] [MODEL] IMAGE [IMAGE ...]")
+    p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
+                   help="a run directory, checkpoint or .onnx file (default: the bundled model), then image files (PNG, JPEG, GIF, "
+                        "BMP, WebP, TIFF), folders of them, and - for one image on standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
     p.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
@@ -299,11 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_predict)
 
     k = commands.add_parser("submit", help="a Kaggle Digit Recognizer submission for test.csv")
-    k.add_argument("model", help="run directory, checkpoint or exported .onnx file")
+    k.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     k.add_argument("--test", required=True, help="the competition's test.csv (pixel0..pixel783)")
     k.add_argument("-o", "--out", default="submission.csv", help="where to write ImageId,Label (default submission.csv)")
     k.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     k.set_defaults(run=_submit)
+
+    v = commands.add_parser("serve", help="serve the draw-a-digit page and the REST API")
+    v.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    v.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
+    v.add_argument("--max-body", type=int, default=5_000_000, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
+    v.add_argument("--max-pixels", type=int, default=40_000_000, metavar="PIXELS",
+                   help="largest image in pixels, checked before decoding (default 40 million; more: 413)")
+    v.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="time a client has to send its request body (default 10 s; slower: 408)")
+    v.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                   help="connections served at once; more are answered 503 (default 1000)")
+    v.set_defaults(run=_serve)
 
     x = commands.add_parser("export", help="export a model to ONNX")
     x.add_argument("model", help="run directory or checkpoint")

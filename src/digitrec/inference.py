@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+BUNDLED = Path(__file__).parent / "assets" / "default.onnx"  # the model that ships in the package (tools/bundle_model.py)
 BATCH = 256  # batches of 256 keep a small CNN's activations in cache: 2.3x faster than 2000 on two cores
 ENGINES = ("auto", "torch", "onnx")
 METADATA_KEY = "digitrec"
@@ -169,15 +170,23 @@ def current_export(run_dir: Path) -> OnnxEngine | None:
     return engine if engine.meta.get("exported_from_sha256") == file_digest(final) else None
 
 
-def open_engine(path: str | Path, engine: str = "auto", device: str = "cpu") -> Engine:
-    """An engine for a checkpoint, a run directory or an ONNX file.
+def bundled_model(engine: str = "auto") -> Path:
+    """The model that ships with digitrec: its ONNX export, or its checkpoint for PyTorch."""
+    path = BUNDLED.with_suffix(".safetensors") if engine == "torch" else BUNDLED
+    if not path.is_file():
+        raise DigitrecError("this installation has no bundled model (`make model` builds it); name a model instead", "MODEL")
+    return path
+
+
+def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cpu") -> Engine:
+    """An engine for a checkpoint, a run directory or an ONNX file; None: the bundled model.
 
     ``auto`` uses ONNX Runtime for an ``.onnx`` file and for a run directory whose export is
     current (on the CPU), PyTorch otherwise.
     """
     if engine not in ENGINES:
         raise DigitrecError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}", "--engine")
-    path = Path(path)
+    path = bundled_model("torch" if engine == "torch" or device not in ("cpu", "auto") else engine) if path is None else Path(path)
     onnx_file = path.suffix == ".onnx"
     if engine == "onnx" or onnx_file:
         if device not in ("cpu", "auto"):  # digitrec runs ONNX Runtime's CPU provider only

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from digitrec import images, rundir
+from digitrec import images
 from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
-from digitrec.inference import Engine, TorchEngine, open_engine
+from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
 from digitrec.metrics import log_softmax
 
 UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
@@ -50,11 +50,14 @@ class Reading:
     reason: str = ""  # why it is uncertain
     number: str | None = None  # --multi: the digits read left to right
     digits: list[Reading] = field(default_factory=list)  # --multi: one reading per digit
+    probabilities: list[float] = field(default_factory=list)  # all ten, calibrated; empty when there is no digit
+    seen: np.ndarray | None = field(default=None, repr=False, compare=False)  # (K, 28, 28): what the model was shown
 
     def to_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "digit": self.digit, "confidence": round(self.confidence, 6),
                "top3": [{"digit": d, "probability": round(p, 6)} for d, p in self.top3],
-               "uncertain": self.uncertain, "reason": self.reason}
+               "uncertain": self.uncertain, "reason": self.reason,
+               "probabilities": [round(p, 6) for p in self.probabilities]}
         if self.number is not None:
             out.update(number=self.number, digits=[d.to_dict() for d in self.digits])
         return out
@@ -129,8 +132,9 @@ class Predictor:
         """The PyTorch module (loading the checkpoint if ONNX Runtime is what runs the model)."""
         if isinstance(self.engine, TorchEngine):
             return self.engine.model
-        source = self.engine.source.with_name(rundir.FINAL) if self.engine.source.name == rundir.EXPORT else None
-        if source is None or not source.is_file():
+        exported_from = self.meta.get("exported_from")
+        source = self.engine.source.with_name(exported_from) if exported_from else None
+        if source is None or not source.is_file() or file_digest(source) != self.meta.get("exported_from_sha256"):
             raise DigitrecError("an ONNX file holds no PyTorch module; load the checkpoint for that", str(self.engine.source))
         return TorchEngine.open(source).model
 
@@ -173,7 +177,7 @@ class Predictor:
             reason = f"looks like {pieces} digits; read it with --multi"
         elif confidence < self.threshold:
             reason = f"low confidence ({confidence:.0%} < {self.threshold:.0%})"
-        return Reading(source, digit, confidence, top3, bool(reason), reason)
+        return Reading(source, digit, confidence, top3, bool(reason), reason, probabilities=[float(p) for p in probabilities])
 
     def read(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
              names: Sequence[str] | None = None) -> list[Reading]:
@@ -217,6 +221,7 @@ class Predictor:
             probabilities = self.probabilities(digit[None])[0]
             reading = self._reading(source, probabilities, bool(digit.any()), len(pieces))
             pieces = [digit]
+        reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
         if folder is not None:
             _save_preprocessed(folder, source, index, pieces)
         return reading
@@ -272,6 +277,9 @@ def images_in(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load(path: str | Path, engine: str = "auto", threshold: float = UNCERTAIN_BELOW) -> Predictor:
-    """A :class:`Predictor` for a run directory, a ``.safetensors`` checkpoint or an exported ``.onnx`` file."""
+def load(path: str | Path | None = None, engine: str = "auto", threshold: float = UNCERTAIN_BELOW) -> Predictor:
+    """A :class:`Predictor` for a run directory, a ``.safetensors`` checkpoint or an exported ``.onnx`` file.
+
+    With no path, the model that ships with digitrec (the default recipe, seed 0).
+    """
     return Predictor(open_engine(path, engine), threshold)

@@ -29,19 +29,20 @@ class Report:
     html: Path | None
 
 
-def evaluate_model(model_path: str | Path, data_spec: str = "mnist", data_dir: str | Path | None = None,
+def evaluate_model(model_path: str | Path | None, data_spec: str = "mnist", data_dir: str | Path | None = None,
                    out: str | Path | None = None, device: str = "cpu", write_report: bool = True, engine: str = "auto") -> Report:
-    """Evaluate a checkpoint, run directory or ONNX export on the test part of ``data_spec`` and write the report.
+    """Evaluate a checkpoint, run directory or ONNX export (None: the bundled model) on the test part of ``data_spec``.
 
     With ``write_report=False`` only the metrics are computed (no files, no matplotlib).
     """
     model = open_engine(model_path, engine, device)
-    out_dir = check_writable_dir(Path(out) if out else default_report_dir(model_path)) if write_report else None
+    default_out = default_report_dir(model_path) if model_path is not None else Path("reports/bundled-model")
+    out_dir = check_writable_dir(Path(out) if out else default_out) if write_report else None
     digits = data.load(data_spec, "test", data_dir)
     if not digits.labelled:
         raise DigitrecError("evaluation needs labelled data (this set has no labels)", digits.name)
     result = Evaluation.from_logits(model.logits(digits.images), digits.labels)
-    metrics = {"model": str(model_path), "architecture": model.architecture, "engine": model.kind, "data": digits.name,
+    metrics = {"model": str(model_path or model.source), "architecture": model.architecture, "engine": model.kind, "data": digits.name,
                **result.metrics()}
     if out_dir is None:
         return Report(metrics, None, None)

@@ -1,0 +1,225 @@
+// The draw-a-digit page: strokes on a canvas, read by POST /api/predict while drawing (debounced).
+"use strict";
+
+const canvas = document.getElementById("canvas");
+const context = canvas.getContext("2d");
+const digitOut = document.getElementById("digit");
+const seen = document.getElementById("seen");
+const status = document.getElementById("status");
+const bars = document.getElementById("bars");
+const SIZE = 280;
+const DEBOUNCE_MS = 150;
+
+let strokes = [];        // each stroke: a list of [x, y] in canvas pixels
+let current = null;
+let timer = null;
+let sequence = 0;        // answers to older requests are dropped
+
+for (let d = 0; d < 10; d++) {
+  const row = document.createElement("li");
+  row.innerHTML = `<span>${d}</span><span class="bar"><span class="fill"></span></span><span class="pct">–</span>`;
+  bars.appendChild(row);
+}
+
+function numberMode() {
+  return document.querySelector('input[name="mode"]:checked').value === "number";
+}
+
+// MNIST's pen is about a tenth of the digit's height: keep that ratio at any canvas size.
+function penWidth() {
+  return canvas.height / 12;
+}
+
+function redraw() {
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.strokeStyle = "#000";
+  context.fillStyle = "#000";
+  context.lineWidth = penWidth();
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  for (const stroke of strokes) {
+    if (stroke.length === 1) {
+      context.beginPath();
+      context.arc(stroke[0][0], stroke[0][1], penWidth() / 2, 0, 2 * Math.PI);
+      context.fill();
+      continue;
+    }
+    context.beginPath();
+    context.moveTo(stroke[0][0], stroke[0][1]);
+    for (const [x, y] of stroke.slice(1)) context.lineTo(x, y);
+    context.stroke();
+  }
+}
+
+function point(event) {
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  canvas.setPointerCapture(event.pointerId);
+  current = [point(event)];
+  strokes.push(current);
+  redraw();
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!current) return;
+  event.preventDefault();
+  current.push(point(event));
+  redraw();
+  schedule();
+});
+function endStroke() {
+  if (!current) return;
+  current = null;
+  schedule(0);
+}
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+
+function schedule(delay = DEBOUNCE_MS) {
+  clearTimeout(timer);
+  timer = setTimeout(readCanvas, delay);
+}
+
+function clearAll() {
+  strokes = [];
+  redraw();
+  showEmpty("Draw a digit to see it read.");
+}
+
+function undo() {
+  strokes.pop();
+  redraw();
+  if (strokes.length) schedule(0); else showEmpty("Draw a digit to see it read.");
+}
+
+document.getElementById("clear").addEventListener("click", clearAll);
+document.getElementById("undo").addEventListener("click", undo);
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  }
+});
+for (const radio of document.querySelectorAll('input[name="mode"]')) {
+  radio.addEventListener("change", () => {
+    canvas.width = numberMode() ? 2 * SIZE : SIZE;
+    canvas.classList.toggle("wide", numberMode());
+    canvas.setAttribute("aria-label", numberMode() ? "drawing area: write a number, digit by digit from left to right"
+                                                    : "drawing area: draw a digit with the mouse, a finger or a pen");
+    clearAll();
+  });
+}
+
+function showEmpty(message) {
+  sequence++;
+  digitOut.textContent = "?";
+  digitOut.classList.remove("unsure");
+  showSeen([]);
+  status.textContent = message;
+  status.classList.remove("unsure");
+  showBars(null);
+}
+
+function showBars(probabilities) {
+  const top = probabilities ? probabilities.indexOf(Math.max(...probabilities)) : -1;
+  bars.querySelectorAll("li").forEach((row, d) => {
+    const p = probabilities ? probabilities[d] : 0;
+    row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
+    row.querySelector(".pct").textContent = probabilities ? `${(100 * p).toFixed(1)}%` : "–";
+    row.classList.toggle("top", d === top);
+  });
+}
+
+function show(result) {
+  const unsure = result.uncertain;
+  const number = result.number !== undefined;
+  const answer = number ? (result.number || "?") : (result.digit === null ? "?" : String(result.digit));
+  digitOut.textContent = answer;
+  digitOut.classList.toggle("unsure", unsure);
+  showSeen(result.preprocessed || []);
+  showBars(number ? (result.digits.length === 1 ? result.digits[0].probabilities : null) : (result.probabilities.length ? result.probabilities : null));
+  const confidence = `${(100 * result.confidence).toFixed(1)}%`;
+  if (number) {
+    status.textContent = unsure ? `Not sure: this may read ${answer} (${result.reason}).` : `The number ${answer}, ${confidence} sure.`;
+  } else if (result.digit === null) {
+    status.textContent = `No digit: ${result.reason}.`;
+  } else {
+    status.textContent = unsure ? `Not sure this is a digit: maybe a ${answer}, ${confidence} (${result.reason}).`
+                                : `A ${answer}, ${confidence} sure.`;
+  }
+  status.classList.toggle("unsure", unsure);
+}
+
+// The 28x28 image(s) the model was shown: one per digit of a number.
+function showSeen(urls) {
+  seen.replaceChildren(...urls.map((url) => {
+    const image = new Image(84, 84);
+    image.alt = "";
+    image.src = url;
+    return image;
+  }));
+}
+
+async function send(body, type) {
+  const mine = ++sequence;
+  const url = `/api/predict?preprocessed=true${numberMode() ? "&multi=true" : ""}`;
+  try {
+    const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
+    const result = await response.json();
+    if (mine !== sequence) return;
+    if (!response.ok) {
+      showEmpty(`Could not read that: ${result.error}`);
+      return;
+    }
+    show(result);
+  } catch (error) {
+    if (mine === sequence) showEmpty(`The server did not answer (${error.message}).`);
+  }
+}
+
+function readCanvas() {
+  if (!strokes.length) return;
+  canvas.toBlob((blob) => send(blob, "image/png"), "image/png");
+}
+
+function readFile(file) {
+  if (!file) return;
+  strokes = [];
+  const url = URL.createObjectURL(file);
+  const image = new Image();
+  image.onload = () => {  // show the upload on the canvas, scaled to fit
+    redraw();
+    const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
+    const w = image.width * scale, h = image.height * scale;
+    context.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  image.onerror = () => URL.revokeObjectURL(url);
+  image.src = url;
+  send(file, file.type || "application/octet-stream");
+}
+
+document.getElementById("file").addEventListener("change", (event) => readFile(event.target.files[0]));
+const pad = document.querySelector(".pad");
+pad.addEventListener("dragover", (event) => { event.preventDefault(); pad.classList.add("dragging"); });
+pad.addEventListener("dragleave", () => pad.classList.remove("dragging"));
+pad.addEventListener("drop", (event) => {
+  event.preventDefault();
+  pad.classList.remove("dragging");
+  readFile(event.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (event) => {
+  const item = [...event.clipboardData.items].find((entry) => entry.type.startsWith("image/"));
+  if (item) readFile(item.getAsFile());
+});
+
+fetch("/api/model").then((response) => response.json()).then((model) => {
+  const accuracy = model.test_accuracy ? `, ${(100 * model.test_accuracy).toFixed(2)}% on MNIST's test set` : "";
+  document.getElementById("model").textContent = `Model: ${model.name} (${model.architecture}${accuracy})`;
+}).catch(() => { document.getElementById("model").textContent = "Model: unknown"; });
+
+redraw();
