@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # otherwise digitrec downloads MNIST into the user cache on first use.
 export DIGITREC_DATA ?= $(firstword $(wildcard $(abspath ../shared/data/mnist)))
 
-.PHONY: run test install lint
+.PHONY: run test install lint model browser
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,17 @@ run: install
 	echo; echo "Done. Report: $$out/report/report.html (and report.md beside it)"
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
-test: install lint
+# The page's test drives Debian's chromium through chromedriver; install both where they are missing (as root, as CI runs).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "note: could not install chromium and chromium-driver; the browser test will be skipped"
+
+# The model that ships in the package: the default recipe, seed 0 (~10 min on two cores), evaluated and exported.
+model: install
+	$(BIN)/python tools/bundle_model.py
+
+test: install lint browser
 	$(BIN)/python -m pytest -q

@@ -46,7 +46,7 @@ def main() -> None:
                                                                             "parameters", "reported", "preprocessing", "labels",
                                                                             "versions")}
     target = args.out / "default.safetensors"
-    checkpoint.save(target, loaded.model, loaded.architecture, loaded.meta["arguments"], **meta, name="digitrec default (bundled)",
+    checkpoint.save(target, loaded.model, loaded.architecture, loaded.meta["arguments"], **meta, name="bundled default",
                     provenance=provenance)
     export_onnx(target, args.out / "default.onnx")
     print(f"{target} and default.onnx: {accuracy:.2%} on {test.name}")

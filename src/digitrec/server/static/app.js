@@ -218,8 +218,8 @@ document.addEventListener("paste", (event) => {
 });
 
 fetch("/api/model").then((response) => response.json()).then((model) => {
-  const accuracy = model.test_accuracy ? `, ${(100 * model.test_accuracy).toFixed(2)}% on MNIST's test set` : "";
-  document.getElementById("model").textContent = `Model: ${model.name} (${model.architecture}${accuracy})`;
+  const accuracy = model.test_accuracy ? ` · ${(100 * model.test_accuracy).toFixed(2)}% on MNIST's test set` : "";
+  document.getElementById("model").textContent = `Model: ${model.name} · ${model.architecture}${accuracy}`;
 }).catch(() => { document.getElementById("model").textContent = "Model: unknown"; });
 
 redraw();
