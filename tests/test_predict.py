@@ -356,3 +356,26 @@ def test_training_on_kaggles_csv_holds_out_a_validation_split(tmp_path: Path):
     assert "val loss" in result.stdout
     meta = digitrec.load(tmp_path / "run").meta
     assert meta["training"]["recipe"]["validation"] == 0.1 and meta["data"]["count"] == 180
+
+
+# --- the bundled model ------------------------------------------------------------------------
+
+
+def test_the_bundled_model_says_where_it_came_from_and_still_reads_mnist(mnist_dir: Path):
+    reader = digitrec.load()
+    assert reader.engine.kind == "onnx" and reader.engine.source.name == "default.onnx"
+    provenance = reader.meta["provenance"]
+    assert provenance["recipe"] == "default" and provenance["seed"] == 0 and provenance["command"].startswith("make model")
+    assert reader.meta["data"]["checksum"] == data.load_mnist("train", mnist_dir, download=False).checksum
+    assert {"digitrec", "torch", "python"} <= set(reader.meta["versions"])
+    test = data.load_mnist("test", mnist_dir, download=False)
+    accuracy = float((reader.predict(test.images) == test.labels).mean())
+    assert accuracy >= 0.996 and accuracy == pytest.approx(provenance["test_accuracy"], abs=1e-4)
+    assert sum(p.numel() for p in reader.model.parameters()) == reader.meta["parameters"]  # its checkpoint ships beside it
+
+
+def test_commands_use_the_bundled_model_when_none_is_named(tmp_path: Path):
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / "d.png")
+    result = run_cli("predict", str(tmp_path / "d.png"), "--json")
+    assert result.returncode == 0 and "using the bundled model" in result.stderr
+    assert json.loads(result.stdout)["source"] == str(tmp_path / "d.png")
