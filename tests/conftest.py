@@ -35,6 +35,21 @@ def fast_mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN trained for a few seconds on synthetic bars (one bar height per class)."""
+    import digitrec
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    x, y = synthetic_digits(600, seed=1)
+    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    with pytest.MonkeyPatch.context() as patch:  # session fixtures start before private_cache
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+        run = digitrec.train("seed001-cnn1", data_spec=f"npz:{folder / 'digits.npz'}", epochs=3, lr=0.003, out=folder / "run",
+                             progress=False, log=lambda line: None)
+    return run.run_dir
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():

@@ -24,17 +24,6 @@ def _quiet(_: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small CNN trained for a few seconds on synthetic bars (one bar height per class)."""
-    folder = tmp_path_factory.mktemp("synthetic")
-    x, y = synthetic_digits(600, seed=1)
-    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
-    run = digitrec.train("seed001-cnn1", data_spec=f"npz:{folder / 'digits.npz'}", epochs=3, lr=0.003, out=folder / "run",
-                         progress=False, log=_quiet)
-    return run.run_dir
-
-
 def _mnist_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
     from conftest import SHARED_MNIST
 

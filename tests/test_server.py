@@ -27,13 +27,8 @@ from digitrec.server import create_app
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("served")
-    x, y = synthetic_digits(600, seed=1)
-    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
-    run = digitrec.train("seed001-cnn1", data_spec=f"npz:{folder / 'digits.npz'}", epochs=2, lr=0.003, out=folder / "run",
-                         progress=False, log=lambda line: None)
-    return run.run_dir
+def model(synthetic_run: Path) -> Path:
+    return synthetic_run
 
 
 @pytest.fixture(scope="module")
