@@ -20,10 +20,6 @@ from digitrec.errors import DigitrecError
 REALWORLD = REPO.parent / "shared" / "data" / "realworld-dev"
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def _mnist_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
     from conftest import SHARED_MNIST
 
