@@ -161,10 +161,14 @@ async def _inputs(request: Request, body: bytes, batch: bool) -> list[tuple[str,
             form = await MultiPartParser(request.headers, _once(body), max_files=MAX_BATCH, max_fields=MAX_BATCH).parse()
         except MultiPartException as e:
             raise BadRequest(400, f"malformed multipart form ({e.message})") from None
-        files = [(key, upload) for key, upload in form.multi_items() if not isinstance(upload, str)]
+        try:
+            files = [(upload.filename or key, "image", await upload.read()) for key, upload in form.multi_items()
+                     if not isinstance(upload, str)]
+        finally:
+            await form.close()
         if not files:
             raise BadRequest(400, "the form holds no file: send the image in the field 'file'")
-        return [(upload.filename or key, "image", await upload.read()) for key, upload in files]
+        return files
     if kind.startswith("image/") or kind == "application/octet-stream":
         return [("image", "image", body)]
     raise BadRequest(415, f"unsupported content type {kind or '(none)'!r}: send an image (image/png, image/jpeg...), "
