@@ -58,6 +58,7 @@ def test_health_and_model_metadata(client: TestClient, model: Path):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/api/model").json()
     assert info["architecture"] == "seed001-cnn1" and info["metadata"]["training"]["seed"] == 0
+    assert info["name"] == model.name
 
 
 def test_a_raw_image_a_form_upload_and_json_pixels_read_alike(client: TestClient, model: Path):

@@ -180,7 +180,8 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
     """The page and the API over one model (None: the bundled one), loaded now."""
     loaded = predict.load(model, threshold=threshold)
     meta = loaded.meta
-    name = meta.get("name") or Path(str(loaded.engine.source)).name
+    source = Path(loaded.engine.source)
+    name = meta.get("name") or (source.parent.name if source.stem == "final" else source.name)  # a run is named by its folder
     reader = Reader(loaded, name, max_pixels)
     app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
                   version=str(meta.get("versions", {}).get("digitrec", "")))
