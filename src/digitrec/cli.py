@@ -19,7 +19,7 @@ from digitrec.errors import DigitrecError
 if TYPE_CHECKING:
     from digitrec.predict import Reading
 
-RESUME_KEEPS = ("only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with")
+RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -131,9 +131,11 @@ MODEL_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".pkl")  # the pickles
 
 
 def _is_model(argument: str) -> bool:
+    from digitrec import rundir
+
     path = Path(argument)
     if path.is_dir():
-        return any((path / name).is_file() for name in ("config.json", "final.safetensors", "ensemble.json"))
+        return rundir.holds_run(path) or rundir.holds_ensemble(path) or (path / rundir.FINAL).is_file()
     return path.suffix.lower() in MODEL_SUFFIXES
 
 
@@ -192,7 +194,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     from digitrec.server import create_app
 
-    app = create_app(args.model, max_body=args.max_body, max_pixels=args.max_pixels, body_timeout=args.timeout, threshold=args.threshold)
+    limits = {name: value for name, value in (("max_body", args.max_body), ("max_pixels", args.max_pixels), ("body_timeout", args.timeout))
+              if value is not None}  # unset: the app's own defaults
+    app = create_app(args.model, threshold=args.threshold, **limits)
     _say_bundled(args.model)
     print(f"digitrec: serving the page and the API on http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5, limit_concurrency=args.max_connections)
@@ -344,10 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     v.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
-    v.add_argument("--max-body", type=int, default=5_000_000, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
-    v.add_argument("--max-pixels", type=int, default=40_000_000, metavar="PIXELS",
+    v.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
+    v.add_argument("--max-pixels", type=int, metavar="PIXELS",
                    help="largest image in pixels, checked before decoding (default 40 million; more: 413)")
-    v.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    v.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time a client has to send its request body (default 10 s; slower: 408)")
     v.add_argument("--max-connections", type=int, default=1000, metavar="N",
                    help="connections served at once; more are answered 503 (default 1000)")

@@ -118,6 +118,33 @@ class TorchEngine(Engine):
         return predict_logits(self.model, images, device=self.device).numpy()
 
 
+def _digitrec_metadata(properties: dict[str, str], source: str) -> dict[str, Any]:
+    """The digitrec metadata among an ONNX model's properties, or a one-line error."""
+    try:
+        meta = json.loads(properties[METADATA_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", source) from None
+    return meta
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """An export's digitrec metadata, read with the onnx package alone: no ONNX Runtime session, no PyTorch."""
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except OSError as e:
+        raise DigitrecError(f"cannot read ONNX file ({e.strerror or e})", str(path)) from None
+    except Exception as e:  # protobuf raises its own DecodeError for files of other formats
+        raise DigitrecError(f"not an ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
+    if not model.graph.node:  # an empty file parses as an empty model
+        raise DigitrecError("not an ONNX model (no graph in it)", str(path))
+    meta = _digitrec_metadata({prop.key: prop.value for prop in model.metadata_props}, str(path))
+    if not isinstance(meta, dict) or "architecture" not in meta or not isinstance(meta.get("arguments"), dict):
+        raise DigitrecError("ONNX model whose digitrec metadata has no architecture", str(path))
+    return meta
+
+
 class OnnxEngine(Engine):
     kind = "onnx"
 
@@ -136,10 +163,7 @@ class OnnxEngine(Engine):
             self.session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for files it cannot parse
             raise DigitrecError(f"not a usable ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
-        try:
-            meta = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-        except (KeyError, json.JSONDecodeError):
-            raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", str(path)) from None
+        meta = _digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:
             raise DigitrecError("the model's input is not (N, 1, 28, 28) digits", str(path))

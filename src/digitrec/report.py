@@ -15,7 +15,7 @@ from typing import Any
 from digitrec import data
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_writable_dir
-from digitrec.inference import METADATA_KEY, open_engine
+from digitrec.inference import open_engine, read_onnx_metadata
 from digitrec.metrics import Evaluation
 from digitrec.rundir import EXPORT, FINAL, default_report_dir, member_dir, read_history, read_json, run_dir_of
 
@@ -146,31 +146,10 @@ def _compared(path: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
 
 def _model_metadata(path: Path) -> dict[str, Any]:
     if path.suffix == ".onnx":
-        return _onnx_metadata(path)
+        return read_onnx_metadata(path)
     from digitrec import checkpoint  # PyTorch loads here: never for an .onnx file
 
     return checkpoint.read_metadata(checkpoint.resolve(path))
-
-
-def _onnx_metadata(path: Path) -> dict[str, Any]:
-    """An export's digitrec metadata, read with the onnx package alone (no ONNX Runtime session, no PyTorch)."""
-    import onnx
-
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except OSError as e:
-        raise DigitrecError(f"cannot read ONNX file ({e.strerror or e})", str(path)) from None
-    except Exception as e:  # protobuf raises its own DecodeError for files of other formats
-        raise DigitrecError(f"not an ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
-    if not model.graph.node:  # an empty file parses as an empty model
-        raise DigitrecError("not an ONNX model (no graph in it)", str(path))
-    try:
-        meta = json.loads({prop.key: prop.value for prop in model.metadata_props}[METADATA_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", str(path)) from None
-    if not isinstance(meta, dict) or "architecture" not in meta or not isinstance(meta.get("arguments"), dict):
-        raise DigitrecError("ONNX model whose digitrec metadata has no architecture", str(path))
-    return meta
 
 
 def _home(path: Path, meta: dict[str, Any]) -> Path | None:

@@ -210,7 +210,11 @@ class RunState:
         self.finished = bool(saved["finished"])
 
     def stopped_early(self, recipe: Recipe) -> bool:
-        return bool(recipe.early_stopping) and self.since_best >= recipe.early_stopping
+        return _patience_ran_out(recipe, self.since_best)
+
+
+def _patience_ran_out(recipe: Recipe, since_best: int) -> bool:
+    return bool(recipe.early_stopping) and since_best >= recipe.early_stopping
 
 
 def _read_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
@@ -223,8 +227,7 @@ def _read_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     if missing:
         raise DigitrecError(f"damaged training state (no {missing[0]!r} in it)", str(run_dir / rundir.STATE))
     if "finished" not in saved:
-        stopped = bool(recipe.early_stopping) and saved["since_best"] >= recipe.early_stopping
-        saved["finished"] = saved["epoch"] >= recipe.epochs or stopped
+        saved["finished"] = saved["epoch"] >= recipe.epochs or _patience_ran_out(recipe, saved["since_best"])
     return saved
 
 
