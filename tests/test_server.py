@@ -177,3 +177,15 @@ def test_the_real_server_answers_over_http_and_times_out_a_slow_client(model: Pa
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_bad_or_busy_address_is_one_line_before_anything_loads(capsys: pytest.CaptureFixture):
+    from digitrec import cli
+
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == "digitrec: error: --port: 70000 is not a port number (0-65535)"
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert cli.main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"digitrec: error: --host/--port: cannot listen on 127.0.0.1:{port}")

@@ -89,9 +89,9 @@ def _ensemble(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec import report
 
-    _say_bundled(args.model)
     result = report.evaluate_model(args.model, args.data, args.data_dir, args.out, device=args.device,
                                    write_report=not args.no_report, engine=args.engine)
+    _say_bundled(args.model)
     if args.json:
         print(json.dumps(result.metrics))
         return
@@ -189,11 +189,25 @@ def _submit(args: argparse.Namespace) -> None:
     print(f"{args.out}: {rows} predictions (ImageId,Label)")
 
 
+def _check_address(host: str, port: int) -> None:
+    """Bind once before loading anything, so that a bad or busy address is one line, not uvicorn's traceback."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise DigitrecError(f"{port} is not a port number (0-65535)", "--port")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise DigitrecError(f"cannot listen on {host}:{port} ({e.strerror or e})", "--host/--port") from None
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from digitrec.server import create_app
 
+    _check_address(args.host, args.port)
     limits = {name: value for name, value in (("max_body", args.max_body), ("max_pixels", args.max_pixels), ("body_timeout", args.timeout))
               if value is not None}  # unset: the app's own defaults
     app = create_app(args.model, threshold=args.threshold, **limits)
