@@ -122,6 +122,15 @@ def test_a_seven_drawn_with_the_mouse_reads_seven(browser: webdriver.Chrome, ser
     _no_console_errors(browser)
 
 
+def test_clearing_while_a_read_is_on_its_way_keeps_the_page_empty(browser: webdriver.Chrome, server: str):
+    _open(browser, server)
+    _draw(browser, SEVEN)
+    browser.find_element(By.ID, "clear").click()  # before the answer to the last stroke arrives
+    time.sleep(1.0)  # any answer still on its way has arrived by now
+    assert browser.find_element(By.ID, "digit").text == "?"
+    assert browser.find_element(By.ID, "status").text == "Draw a digit to see it read."
+
+
 def test_touch_strokes_read_a_digit(browser: webdriver.Chrome, server: str):
     _open(browser, server)
     _draw(browser, ONE, interaction.POINTER_TOUCH)

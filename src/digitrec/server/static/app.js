@@ -115,6 +115,7 @@ for (const radio of document.querySelectorAll('input[name="mode"]')) {
 }
 
 function showEmpty(message) {
+  clearTimeout(timer);
   sequence++;
   digitOut.textContent = "?";
   digitOut.classList.remove("unsure");
@@ -164,8 +165,9 @@ function showSeen(urls) {
   }));
 }
 
-async function send(body, type) {
-  const mine = ++sequence;
+// `mine` is taken when the read starts, before the canvas is encoded, so that a clear or undo
+// in the meantime makes this answer stale.
+async function send(body, type, mine = ++sequence) {
   const url = `/api/predict?preprocessed=true${numberMode() ? "&multi=true" : ""}`;
   try {
     const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
@@ -183,7 +185,8 @@ async function send(body, type) {
 
 function readCanvas() {
   if (!strokes.length) return;
-  canvas.toBlob((blob) => send(blob, "image/png"), "image/png");
+  const mine = ++sequence;
+  canvas.toBlob((blob) => send(blob, "image/png", mine), "image/png");
 }
 
 function readFile(file) {
