@@ -14,12 +14,14 @@ MNIST's pen are thickened, so a fine pen on a big page looks like what the model
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -41,6 +43,11 @@ SPLIT_ASPECT = 1.5  # ink wider than this times its height holds touching digits
 DIGIT_ASPECT = 0.8  # MNIST's median width / height, to guess how many digits touch
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
+SAMPLE = 1 << 16  # order statistics (medians, quantiles) of a big image are taken on about this many pixels
+BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
+BOX_CONTRAST = 0.25  # ... when this many levels (of 1) from its median colour
+BOX_INK = 0.01  # ... lie at least this fraction of its pixels
+ORIENTATION = 0x0112  # the EXIF tag
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
@@ -62,7 +69,7 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None) -> I
                 if max_side:
                     image.draft(image.mode, (max_side, max_side))
                 image.load()
-                return ImageOps.exif_transpose(image)
+                return upright(image)
     except DigitrecError:
         raise
     except FileNotFoundError:
@@ -75,6 +82,11 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None) -> I
         # Pillow's decoders report damaged data with many exception types (OSError, SyntaxError,
         # struct.error, IndexError, EOFError...); to the user each means the same thing.
         raise DigitrecError(f"not a readable image (damaged or truncated: {e.__class__.__name__}: {e})", source) from None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (a phone photo is often stored sideways); itself, uncopied, if it is upright."""
+    return image if image.getexif().get(ORIENTATION, 1) == 1 else ImageOps.exif_transpose(image)
 
 
 def as_pixels(array: np.ndarray) -> np.ndarray:
@@ -144,38 +156,68 @@ def _as_image(image: str | Path | Image.Image | np.ndarray | bytes) -> Image.Ima
                                 "nor one image (H, W), (H, W, 3) or (H, W, 4)", "array")
         return Image.fromarray(as_pixels(image))
     if isinstance(image, Image.Image):
-        return ImageOps.exif_transpose(image)  # an upload opened by the caller may still be sideways
+        return upright(image)  # an upload opened by the caller may still be sideways
     raise DigitrecError(f"cannot read a {type(image).__name__} as an image: give a file path, encoded image bytes, "
                         "a PIL image, a NumPy array or a tensor", "input")
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
-    """Colour in [0, 1] as (H, W, 3), shrunk to WORK_SIDE, transparency composited over a contrasting backdrop."""
+    """Colour in [0, 1] as planes (C, H, W), shrunk to WORK_SIDE, transparency composited over a fitting backdrop.
+
+    C is 1 for a grey image and 3 for a colour one: most digits come grey, and one plane is a third
+    of the work. (Planes, not pixels of C values: NumPy is several times slower over a last axis of 3.)
+    """
     if image.mode in HIGH_DEPTH_MODES:
         # Pillow clips 16-bit and float pixels to 0-255 when converting; stretch their range instead
         values = np.asarray(image, dtype=np.float64)
         span = float(values.max() - values.min()) or 1.0
         image = Image.fromarray(np.round((values - values.min()) / span * 255).astype(np.uint8))
     has_alpha = image.mode in ("P", "PA", "LA", "RGBA", "RGBa") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    if max(image.size) > WORK_SIDE:
-        scale = WORK_SIDE / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BOX, reducing_gap=3.0)  # area average: anti-aliased and fast
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    grey = image.mode in ("1", "L", "LA", "La")
+    mode = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+    pixels = np.asarray(image if image.mode == mode else image.convert(mode))
+    if max(pixels.shape[:2]) > WORK_SIDE:
+        # an average over whole blocks of k x k pixels: anti-aliased, and OpenCV's fast path (a cut of under k px is lost)
+        k = -(-max(pixels.shape[:2]) // WORK_SIDE)
+        height, width = max(1, pixels.shape[0] // k), max(1, pixels.shape[1] // k)
+        pixels = cv2.resize(pixels[: height * k, : width * k], (width, height), interpolation=cv2.INTER_AREA)
+    planes = np.stack(cv2.split(pixels)) if pixels.ndim == 3 else pixels[None]
+    planes = planes.astype(np.float32) * np.float32(1 / 255)
     if not has_alpha:
-        return pixels
-    colour, alpha = pixels[..., :3], pixels[..., 3:]
+        return planes
+    colour, alpha = planes[:-1], planes[-1]
     if alpha.min() == 1.0:
         return colour
-    # A canvas with a transparent background: its strokes go over the backdrop they contrast with.
-    opaque = alpha[..., 0] > 0.5
-    ink_is_light = opaque.any() and (colour[opaque] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean() > 0.5
-    backdrop = 0.0 if ink_is_light else 1.0
+    backdrop = _backdrop(colour, alpha > 0.5)[:, None, None]
     return colour * alpha + backdrop * (1.0 - alpha)
 
 
-def _toward_ink(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+def _backdrop(colour: np.ndarray, opaque: np.ndarray) -> np.ndarray:
+    """The colour (one level per plane) for an image's transparent part.
+
+    Strokes on a transparent canvas go over the backdrop they contrast with. An opaque picture with
+    its own paper and ink inside a transparent frame (a dark box with light ink) gets its paper
+    extended: the opaque part fills its bounding box and holds two levels.
+    """
+    if not opaque.any():
+        return np.ones(len(colour), np.float32)
+    rows, cols = np.flatnonzero(opaque.any(axis=1)), np.flatnonzero(opaque.any(axis=0))
+    fill = opaque.sum() / ((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1))
+    shown = colour[:, opaque]
+    paper = np.median(shown, axis=1)
+    if fill >= BOX_FILL and (np.abs(shown - paper[:, None]).max(axis=0) > BOX_CONTRAST).mean() >= BOX_INK:
+        return paper.astype(np.float32)
+    grey = LUMA @ shown if len(shown) == 3 else shown[0]
+    return np.full(len(colour), 0.0 if grey.mean() > 0.5 else 1.0, np.float32)
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    """An even grid of about ``SAMPLE`` of an image's pixels (all of a small one): its order statistics at a fraction of the cost."""
+    step = max(1, int(np.sqrt(values.shape[-2] * values.shape[-1] / SAMPLE)))
+    return values[..., ::step, ::step]
+
+
+def _toward_ink(planes: np.ndarray) -> tuple[np.ndarray, float]:
     """Each pixel's position on the colour axis between paper and ink, and the ink's contrast in grey levels (0-1).
 
     The border is mostly paper; the pixels farthest from its colour are ink or shading, and the
@@ -183,44 +225,85 @@ def _toward_ink(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     grayscale for any ink colour (black, blue or red on white, chalk on a board). Which way round
     the ink lies is for ``_ink_side`` to say.
     """
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    offset = pixels - np.median(border, axis=0)
-    distance = np.einsum("hwc,hwc->hw", offset, offset)
-    far = offset[(distance >= np.quantile(distance, 1.0 - FAR_FRACTION)) & (distance > 0)]
-    if len(far) == 0:
-        return np.zeros(pixels.shape[:2], dtype=np.float32), 0.0
-    spread, directions = np.linalg.eigh(far.T @ far / len(far))
+    border = np.concatenate([planes[:, 0], planes[:, -1], planes[:, :, 0], planes[:, :, -1]], axis=1)
+    paper = np.median(border, axis=1)
+    offset = _sample(planes) - paper[:, None, None]  # the axis is found on a sample, then every pixel projected onto it
+    distance = np.square(offset).sum(axis=0)
+    far = offset[:, (distance >= np.quantile(distance, 1.0 - FAR_FRACTION)) & (distance > 0)]
+    if far.shape[1] == 0:
+        return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
+    spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
     length = float(np.sqrt(max(spread[-1], 0.0)))
     if length < 1e-6:
-        return np.zeros(pixels.shape[:2], dtype=np.float32), 0.0
-    return (offset @ directions[:, -1] / length).astype(np.float32), length / np.sqrt(pixels.shape[-1])
+        return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
+    axis = (directions[:, -1] / length).astype(np.float32)
+    level = planes[0] * axis[0] if len(planes) == 1 else np.tensordot(axis, planes, axes=1)
+    return level - np.float32(axis @ paper), length / np.sqrt(len(planes))
 
 
-def _flatten(level: np.ndarray, *neighbourhood: Callable[..., np.ndarray]) -> np.ndarray:
-    """``level`` less the paper's own level under it (shading, uneven light): paper about 0, ink away from 0.
+class _Paper(NamedTuple):
+    """The median level of each block of a coarse grid over an image (a tenth of it a side): paper where ink covers under half."""
 
-    The paper level is estimated on a coarse grid: each block (a tenth of the image) gives its median,
-    paper where ink covers less than half of it. The ``neighbourhood`` filters then run over each
-    block and its 8 neighbours to replace blocks that a thick stroke fills: a median whichever way
-    round the ink is, or an opening (min, then max) once ink is known to be positive, which keeps
-    even thick strokes out. Bilinear interpolation between block centres, extrapolated linearly past
-    the outer ones, follows shadows and gradients up to the image's edges and corners.
-    """
-    height, width = level.shape
-    block = max(2, round(max(height, width) / 10))
-    rows, cols = -(-height // block), -(-width // block)
-    padded = np.pad(level, ((0, rows * block - height), (0, cols * block - width)), mode="edge")
-    paper = np.median(padded.reshape(rows, block, cols, block).transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=-1)
-    for reduce in neighbourhood:
-        around = np.pad(paper, 1, mode="reflect", reflect_type="odd")
-        paper = reduce([around[i : i + rows, j : j + cols] for i in range(3) for j in range(3)], axis=0)
-    paper = np.pad(paper, 1, mode="reflect", reflect_type="odd")
-    size = ((cols + 2) * block, (rows + 2) * block)
-    paper = np.asarray(Image.fromarray(paper.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
-    return level - paper[block : block + height, block : block + width]
+    medians: np.ndarray
+    block: int
+
+    @classmethod
+    def of(cls, level: np.ndarray) -> _Paper:
+        height, width = level.shape
+        block = max(2, round(max(height, width) / 10))
+        # an even sample of each block's pixels, the image's edge repeated where the last blocks run past it
+        within = np.arange(0, block, max(1, block // 16))
+        rows = np.minimum(np.arange(-(-height // block))[:, None] * block + within, height - 1)
+        cols = np.minimum(np.arange(-(-width // block))[:, None] * block + within, width - 1)
+        samples = level[np.ix_(rows.ravel(), cols.ravel())].reshape(len(rows), len(within), len(cols), len(within))
+        return cls(np.median(samples.transpose(0, 2, 1, 3).reshape(len(rows), len(cols), -1), axis=-1), block)
+
+    def flatten(self, level: np.ndarray, side: int, *neighbourhood: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``side * level`` less the paper's own level under it (shading, uneven light): paper about 0, ink away from 0.
+
+        The ``neighbourhood`` filters (3x3) run over each block and its 8 neighbours to replace
+        blocks that a thick stroke fills: a median whichever way round the ink is, or an opening
+        (min, then max) once ink is known to be positive, which keeps even thick strokes out.
+        Bilinear interpolation between block centres, extrapolated linearly past the outer ones,
+        follows shadows and gradients up to the image's edges and corners.
+        """
+        height, width = level.shape
+        paper, block = (self.medians * side).astype(np.float32), self.block
+        rows, cols = paper.shape
+        for reduce in neighbourhood:
+            paper = reduce(_extend(paper))[1:-1, 1:-1]
+        paper = cv2.resize(_extend(paper), ((cols + 2) * block, (rows + 2) * block), interpolation=cv2.INTER_LINEAR)
+        return level * np.float32(side) - paper[block : block + height, block : block + width]
 
 
-def _ink_side(level: np.ndarray) -> int:
+def _extend(grid: np.ndarray) -> np.ndarray:
+    """``grid`` with one more row and column all round, continuing the slope at each edge (NumPy's odd reflection)."""
+    def ends(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inner = (a[1:2], a[-2:-1]) if len(a) > 1 else (a[:1], a[-1:])
+        return 2 * a[:1] - inner[0], 2 * a[-1:] - inner[1]
+
+    first, last = ends(grid)
+    grid = np.concatenate([first, grid, last])
+    first, last = ends(grid.T)
+    return np.ascontiguousarray(np.concatenate([first, grid.T, last]).T)
+
+
+_SQUARE = np.ones((3, 3), np.uint8)
+
+
+def _median3(grid: np.ndarray) -> np.ndarray:
+    return cv2.medianBlur(grid, 3)
+
+
+def _min3(grid: np.ndarray) -> np.ndarray:
+    return cv2.erode(grid, _SQUARE)
+
+
+def _max3(grid: np.ndarray) -> np.ndarray:
+    return cv2.dilate(grid, _SQUARE)
+
+
+def _ink_side(level: np.ndarray, paper: _Paper) -> int:
     """+1 if ink lies above the paper on ``level``, -1 if below.
 
     Measured against the local paper level (a median: it needs no side), ink is the side with the
@@ -228,24 +311,13 @@ def _ink_side(level: np.ndarray) -> int:
     blocks, the paper left between them lies as far off the other way; the extremes then nearly tie,
     and ink, a minority that is far off everywhere, is the side with more mass.
     """
-    off = _flatten(level, np.median).ravel()
+    off = _sample(paper.flatten(level, 1, _median3)).ravel()
     count = min(off.size, max(10, off.size // 2000))
-    high = float(np.partition(off, off.size - count)[-count:].mean())
-    low = -float(np.partition(off, count - 1)[:count].mean())
+    ends = np.partition(off, [count - 1, off.size - count])
+    high, low = float(ends[-count:].mean()), -float(ends[:count].mean())
     if max(high, low) < TAIL_TIE * min(high, low):
         high, low = float(np.maximum(off, 0.0).sum()), float(np.maximum(-off, 0.0).sum())
     return 1 if high >= low else -1
-
-
-def _otsu(values: np.ndarray) -> float:
-    """The threshold that best separates values in [0, 1] into two classes (Otsu 1979)."""
-    counts, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(counts) / counts.sum()
-    mean = np.cumsum(counts * centres) / counts.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mean[-1] * weight - mean) ** 2 / (weight * (1.0 - weight))
-    return float(centres[np.nanargmax(np.nan_to_num(between, nan=-1.0))])
 
 
 class _Components(NamedTuple):
@@ -260,60 +332,23 @@ class _Components(NamedTuple):
 
 
 def _label(mask: np.ndarray) -> _Components:
-    """Connected components by runs: each row's runs of ink are joined to the touching runs of the row above."""
-    height, width = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    run_row, run_start = np.nonzero(edges == 1)
-    run_end = np.nonzero(edges == -1)[1]  # exclusive; row-major order pairs it with run_start
-    # Keys order runs row by row; a run touches (8-connected) the runs of the row above whose
-    # end >= its start and whose start <= its end, a contiguous range found by binary search.
-    stride = width + 2
-    start_key, end_key = run_row * stride + run_start, run_row * stride + run_end
-    first = np.searchsorted(end_key, start_key - stride, side="left")
-    stop = np.searchsorted(start_key, end_key - stride, side="right")
-    touching = np.maximum(stop - first, 0)
-    runs = np.repeat(np.arange(len(run_row)), touching)
-    above = first[runs] + np.arange(len(runs)) - np.repeat(np.cumsum(touching) - touching, touching)
-    parent = list(range(len(run_row)))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    area[0] = 0  # OpenCV's label 0 is the background
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    return _Components(labels, area, top, left, top + stats[:, cv2.CC_STAT_HEIGHT], left + stats[:, cv2.CC_STAT_WIDTH])
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for a, b in zip(runs.tolist(), above.tolist(), strict=True):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([root(i) for i in range(len(parent))], dtype=np.int64)
-    run_label = (np.unique(roots, return_inverse=True)[1] + 1).astype(np.int32)
-    count = int(run_label.max(initial=0))
-    paint = np.zeros((height, width + 1), dtype=np.int32)
-    np.add.at(paint, (run_row, run_start), run_label)
-    np.add.at(paint, (run_row, run_end), -run_label)
-    area = np.bincount(run_label, weights=run_end - run_start, minlength=count + 1)
-    top, left = np.full(count + 1, height), np.full(count + 1, width)
-    bottom, right = np.zeros(count + 1, dtype=np.int64), np.zeros(count + 1, dtype=np.int64)
-    np.minimum.at(top, run_label, run_row)
-    np.maximum.at(bottom, run_label, run_row + 1)
-    np.minimum.at(left, run_label, run_start)
-    np.maximum.at(right, run_label, run_end)
-    return _Components(np.cumsum(paint, axis=1)[:, :width], area, top, left, bottom, right)
+@functools.cache
+def _octagon(radius: int) -> np.ndarray:
+    """A near-disc of ``radius`` px: what alternating square and cross steps of one pixel grow a point into."""
+    x = np.abs(np.arange(-radius, radius + 1))
+    return ((np.maximum.outer(x, x) <= radius) & (np.add.outer(x, x) <= radius + (radius + 1) // 2)).astype(np.uint8)
 
 
 def _grow(values: np.ndarray, radius: int) -> np.ndarray:
-    """Grey dilation by a near-disc of ``radius`` px, padded by ``radius``: square and cross steps alternate (an octagon)."""
-    grown = np.pad(values, radius)
-    for step in range(radius):
-        around = np.pad(grown, 1)
-        across = np.maximum(np.maximum(around[1:-1, :-2], around[1:-1, 2:]), grown)
-        if step % 2 == 0:
-            around = np.pad(across, ((1, 1), (0, 0)))
-            grown = np.maximum(np.maximum(around[:-2], around[2:]), across)
-        else:
-            grown = np.maximum(np.maximum(around[:-2, 1:-1], around[2:, 1:-1]), across)
-    return grown
+    """Grey dilation by a near-disc of ``radius`` px (:func:`_octagon`), padded by ``radius``."""
+    return cv2.dilate(np.pad(values, radius), _octagon(radius))
 
 
 class Ink(NamedTuple):
@@ -334,15 +369,20 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
         return image
     image = _as_image(image)
     level, contrast = _toward_ink(_pixels(image))
-    ink = _flatten(level * _ink_side(level), np.min, np.max)
+    paper = _Paper.of(level)
+    ink = paper.flatten(level, _ink_side(level, paper), _min3, _max3)
     top = float(ink.max())
     if top > 0:
-        threshold = _otsu(np.clip(ink / top, 0.0, 1.0)) * top
-        mask = ink > threshold
+        levels = np.clip(ink * np.float32(256 / top), 0, 255).astype(np.uint8)  # 256 even bins over 0..top
+        otsu, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        threshold = (otsu + 1) * top / 256  # the lowest ink level above the boundary of Otsu's two classes
+        mask = levels > otsu
         if not mask.all():
             peak = float(np.percentile(ink[mask], 90))
-            paper = ink[~mask]
-            noise = 1.4826 * float(np.median(np.abs(paper - np.median(paper))))  # robust standard deviation
+            paper_levels = _sample(ink)[~_sample(mask)]
+            if not paper_levels.size:  # a sample of a page that is nearly all ink
+                paper_levels = ink[~mask]
+            noise = 1.4826 * float(np.median(np.abs(paper_levels - np.median(paper_levels))))  # robust standard deviation
             if peak * contrast >= MIN_CONTRAST and peak >= MIN_SNR * noise:
                 components = _label(mask)
                 keep = components.area >= SPECK * components.area.max()
@@ -364,7 +404,7 @@ def ink_map(image: Image.Image) -> np.ndarray:
 
 def _near(mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by one pixel, so the anti-aliased rim of a stroke stays with it."""
-    return _grow(mask.astype(np.float32), 1)[1:-1, 1:-1] > 0
+    return cv2.dilate(mask.view(np.uint8), _SQUARE) > 0
 
 
 def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
@@ -378,11 +418,14 @@ def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
         return np.zeros((FIELD, FIELD), dtype=np.uint8)
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     height, width = ink.shape
-    if max(height, width) < FINE:
-        # a small digit is thickened on a finer grid, where a step of the dilation is a fraction of a pixel in the box
-        factor = FINE / max(height, width)
+    side = max(height, width)
+    if side < FINE or (side > FINE and stroke < STROKE * side):
+        # A pen thinner than MNIST's is thickened on a grid of FINE px: fine enough that a step of the
+        # dilation is a fraction of a pixel in the box, coarse enough that it stays cheap. (A thin
+        # stroke shrunk onto it loses intensity, which the box's normalisation below gives back.)
+        factor = FINE / side
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        ink = np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+        ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
         height, width = ink.shape
         stroke *= factor
     radius = round((STROKE * max(height, width) - stroke) / 2)
@@ -424,17 +467,14 @@ def to_mnist(image: str | Path | Image.Image | np.ndarray | Ink) -> np.ndarray:
     return _digit(ink, keep[components.labels])
 
 
-def segment_digits(image: str | Path | Image.Image | np.ndarray | Ink, split_touching: bool = True) -> list[np.ndarray]:
-    """An image of a written number -> one 28x28 MNIST-format array per digit, left to right.
+def _groups(ink: Ink) -> list[tuple[int, int, int, int, list[int]]]:
+    """The ink's digits left to right, as (left, right, top, bottom, component labels): components overlapping much in x are one.
 
-    Components that overlap much in x are one digit (a 5 whose bar is detached, a 4 in two strokes);
-    with ``split_touching``, a group much wider than tall holds touching digits and is cut at the
-    columns with least ink (which also cuts the 0.5 % of single digits that are that wide).
+    Groups smaller both ways than ``MIN_DIGIT`` of the tallest (dots, commas) are left out.
     """
-    ink, components, keep = find_ink(image)
-    labels = np.flatnonzero(keep)
-    groups: list[tuple[int, int, int, int, list[int]]] = []  # left, right, top, bottom, labels
-    for label in sorted(labels.tolist(), key=lambda i: int(components.left[i])):
+    components = ink.components
+    groups: list[tuple[int, int, int, int, list[int]]] = []
+    for label in sorted(np.flatnonzero(ink.keep).tolist(), key=lambda i: int(components.left[i])):
         box = (int(components.left[label]), int(components.right[label]), int(components.top[label]), int(components.bottom[label]))
         for index, (left, right, top, bottom, members) in enumerate(groups):
             overlap = min(right, box[1]) - max(left, box[0])
@@ -444,17 +484,31 @@ def segment_digits(image: str | Path | Image.Image | np.ndarray | Ink, split_tou
         else:
             groups.append((*box, [label]))
     tallest = max((bottom - top for _, _, top, bottom, _ in groups), default=0)
+    return [group for group in sorted(groups) if max(group[3] - group[2], group[1] - group[0]) >= MIN_DIGIT * tallest]
+
+
+def count_digits(image: str | Path | Image.Image | np.ndarray | Ink) -> int:
+    """How many separate digits the image's ink holds (touching digits count as one): 1 for a digit, 0 for a blank."""
+    return len(_groups(find_ink(image)))
+
+
+def segment_digits(image: str | Path | Image.Image | np.ndarray | Ink, split_touching: bool = True) -> list[np.ndarray]:
+    """An image of a written number -> one 28x28 MNIST-format array per digit, left to right.
+
+    Components that overlap much in x are one digit (a 5 whose bar is detached, a 4 in two strokes);
+    with ``split_touching``, a group much wider than tall holds touching digits and is cut at the
+    columns with least ink (which also cuts the 0.5 % of single digits that are that wide).
+    """
+    ink = find_ink(image)
     digits = []
-    for left, right, top, bottom, members in sorted(groups):
-        if max(bottom - top, right - left) < MIN_DIGIT * tallest:
-            continue
-        mask = np.isin(components.labels, members)
+    for left, right, top, bottom, members in _groups(ink):
+        mask = np.isin(ink.components.labels, members)
         cuts = _cuts(mask[:, left:right], bottom - top, _stroke_width(mask)) if split_touching else [(0, right - left)]
         for start, stop in cuts:
             piece = np.zeros_like(mask)
             piece[:, left + start : left + stop] = mask[:, left + start : left + stop]
             if piece.any():
-                digits.append(_digit(ink, piece))
+                digits.append(_digit(ink.map, piece))
     return digits
 
 

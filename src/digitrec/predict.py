@@ -210,16 +210,15 @@ class Predictor:
 
     def _read_one(self, item: Any, source: str, multi: bool, folder: Path | None, index: int) -> Reading:
         found = _digit_or_ink(item)
-        if isinstance(found, np.ndarray):
-            digit, pieces = found, [found]  # already in MNIST's format: one digit as it is
-        else:
-            # only separate groups of ink count as several digits: cutting one wide digit is for --multi
-            digit, pieces = images.to_mnist(found), images.segment_digits(found, split_touching=multi)
+        ready = isinstance(found, np.ndarray)  # already in MNIST's format: one digit as it is
         if multi:
+            pieces = [found] if ready else images.segment_digits(found)
             reading = self._number(source, pieces)
         else:
-            probabilities = self.probabilities(digit[None])[0]
-            reading = self._reading(source, probabilities, bool(digit.any()), len(pieces))
+            digit = found if ready else images.to_mnist(found)
+            # only separate groups of ink count as several digits: cutting one wide digit is for --multi
+            count = 1 if ready else images.count_digits(found)
+            reading = self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
         if folder is not None:
