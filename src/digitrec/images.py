@@ -10,6 +10,8 @@ axis (any ink colour); the paper's own level (shadows, uneven light) is estimate
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
 thresholded (Otsu) into connected components, of which specks are dropped. Strokes thinner than
 MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
+A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
+levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ FINE = 4 * BOX  # a crop smaller than this is enlarged before thickening
 SPLIT_ASPECT = 1.5  # ink wider than this times its height holds touching digits (true of 0.5% of MNIST's single digits)
 DIGIT_ASPECT = 0.8  # MNIST's median width / height, to guess how many digits touch
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
+SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
+SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
 SAMPLE = 1 << 16  # order statistics (medians, quantiles) of a big image are taken on about this many pixels
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
@@ -364,13 +368,25 @@ class Ink(NamedTuple):
 
 
 def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
-    """The flattened ink map at working size, stretched to 0-1, its components, and which of them are ink, not specks."""
+    """The ink map at working size, stretched to 0-1, its components, and which of them are ink, not specks.
+
+    A scan or a crop (at most ``SCAN_SIDE`` px) is read as the MNIST recipe reads it: its paper is
+    flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
+    strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
+    shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
+    thresholded into full ink.
+    """
     if isinstance(image, Ink):
         return image
     image = _as_image(image)
     level, contrast = _toward_ink(_pixels(image))
-    paper = _Paper.of(level)
-    ink = paper.flatten(level, _ink_side(level, paper), _min3, _max3)
+    scan = max(level.shape) <= SCAN_SIDE
+    if scan:
+        ink = level if level.max() >= -level.min() else -level
+    else:
+        paper = _Paper.of(level)
+        side = _ink_side(level, paper)
+        ink = paper.flatten(level, side, _min3, _max3)
     top = float(ink.max())
     if top > 0:
         levels = np.clip(ink * np.float32(256 / top), 0, 255).astype(np.uint8)  # 256 even bins over 0..top
@@ -379,11 +395,19 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
         mask = levels > otsu
         if not mask.all():
             peak = float(np.percentile(ink[mask], 90))
-            paper_levels = _sample(ink)[~_sample(mask)]
+            # the paper's grain, measured away from the strokes' anti-aliased rims; none where there is no such paper
+            away = ~_near(mask)
+            paper_levels = _sample(ink)[_sample(away)]
             if not paper_levels.size:  # a sample of a page that is nearly all ink
-                paper_levels = ink[~mask]
-            noise = 1.4826 * float(np.median(np.abs(paper_levels - np.median(paper_levels))))  # robust standard deviation
+                paper_levels = ink[away]
+            noise = 1.4826 * float(np.median(np.abs(paper_levels - np.median(paper_levels)))) if paper_levels.size else 0.0
             if peak * contrast >= MIN_CONTRAST and peak >= MIN_SNR * noise:
+                if scan:
+                    # a stroke is the faint ink joined to a clear part (hysteresis): a blurred stroke stays whole
+                    components = _label(ink > SCAN_FAINT * threshold)
+                    clear = np.bincount(components.labels[mask], minlength=len(components.area))
+                    clear[0] = 0
+                    return Ink(np.clip(ink / peak, 0.0, 1.0), components, clear >= max(1, SPECK * clear.max()))
                 components = _label(mask)
                 keep = components.area >= SPECK * components.area.max()
                 keep[0] = False
@@ -419,7 +443,7 @@ def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     height, width = ink.shape
     side = max(height, width)
-    if side < FINE or (side > FINE and stroke < STROKE * side):
+    if side != FINE and stroke <= STROKE * side - 1:
         # A pen thinner than MNIST's is thickened on a grid of FINE px: fine enough that a step of the
         # dilation is a fraction of a pixel in the box, coarse enough that it stays cheap. (A thin
         # stroke shrunk onto it loses intensity, which the box's normalisation below gives back.)
