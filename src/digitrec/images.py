@@ -32,7 +32,7 @@ from digitrec.errors import DigitrecError
 BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 field
 FIELD = 28
 INK_THRESHOLD = 0.25  # fraction of the full ink level that counts as ink when cropping
-WORK_SIDE = 512  # heavy filtering runs at this size at most: a digit holds no more detail, and it keeps a 12 MP photo fast
+WORK_SIDE = 320  # heavy filtering runs at this size at most: a digit holds no more detail, and it keeps a 12 MP photo fast
 MAX_PIXELS = 150_000_000  # larger images are refused before decoding (decompression bombs); 108 MP phone photos pass
 FAR_FRACTION = 0.005  # the pixels farthest from the paper colour give the colour axis of the ink
 TAIL_TIE = 1.5  # ink's extreme within this factor of the other side's: a tie (see _ink_side)
@@ -47,7 +47,7 @@ MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
-SAMPLE = 1 << 16  # order statistics (medians, quantiles) of a big image are taken on about this many pixels
+SAMPLE = 1 << 15  # order statistics (medians, quantiles) of a big image are taken on at most about this many pixels
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
 BOX_CONTRAST = 0.25  # ... when this many levels (of 1) from its median colour
 BOX_INK = 0.01  # ... lie at least this fraction of its pixels
@@ -186,6 +186,8 @@ def _pixels(image: Image.Image) -> np.ndarray:
         height, width = max(1, pixels.shape[0] // k), max(1, pixels.shape[1] // k)
         pixels = cv2.resize(pixels[: height * k, : width * k], (width, height), interpolation=cv2.INTER_AREA)
     planes = np.stack(cv2.split(pixels)) if pixels.ndim == 3 else pixels[None]
+    if not grey and (planes[0] == planes[1]).all() and (planes[0] == planes[2]).all():
+        planes = planes[[0, 3]] if has_alpha else planes[:1]  # grey stored as colour
     planes = planes.astype(np.float32) * np.float32(1 / 255)
     if not has_alpha:
         return planes
@@ -217,7 +219,7 @@ def _backdrop(colour: np.ndarray, opaque: np.ndarray) -> np.ndarray:
 
 def _sample(values: np.ndarray) -> np.ndarray:
     """An even grid of about ``SAMPLE`` of an image's pixels (all of a small one): its order statistics at a fraction of the cost."""
-    step = max(1, int(np.sqrt(values.shape[-2] * values.shape[-1] / SAMPLE)))
+    step = max(1, int(np.ceil(np.sqrt(values.shape[-2] * values.shape[-1] / SAMPLE))))
     return values[..., ::step, ::step]
 
 
