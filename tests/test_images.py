@@ -12,6 +12,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, features
@@ -272,3 +273,57 @@ def test_every_realworld_image_converts_to_a_digit() -> None:
         digit = to_mnist(path)
         assert digit.shape == (28, 28) and digit.dtype == np.uint8, path.name
         assert digit.max() == 255 and max(bounding_box(digit)) == 20, path.name
+
+
+def test_an_opaque_dark_box_in_a_transparent_frame_reads_as_light_ink_on_dark(seven: np.ndarray) -> None:
+    image = Image.new("RGBA", (260, 260), (0, 0, 0, 0))
+    ImageDraw.Draw(image).rectangle((30, 30, 229, 229), fill=(25, 25, 35, 255))
+    _pen(image, SEVEN, (235, 235, 235, 255), 12, 30, 30, 200)
+    assert close(to_mnist(image), seven, 6.0)
+
+
+def _scan(strokes: list[Stroke], side: int, square: bool = True) -> Image.Image:
+    """A low-resolution scan: the digit drawn large and shrunk until its longer side is ``side`` px, filling its frame.
+
+    ``square`` centres it on a ``side`` x ``side`` page (as scikit-learn's 8x8 digits are); otherwise the scan is cropped to the ink.
+    """
+    big = drawing(strokes, size=(10 * side, 10 * side), width=side * 10 // 8)
+    big = big.crop(big.convert("L").point(lambda v: 255 - v).getbbox())
+    size = (max(1, round(big.width * side / max(big.size))), max(1, round(big.height * side / max(big.size))))
+    scan = big.resize(size, Image.Resampling.BOX)
+    if not square:
+        return scan
+    page = Image.new("RGB", (side, side), "white")
+    page.paste(scan, ((side - size[0]) // 2, (side - size[1]) // 2))
+    return page
+
+
+@pytest.mark.parametrize("side", [8, 12, 16])
+def test_a_small_scan_filling_its_frame_reads_like_a_large_drawing(seven: np.ndarray, side: int) -> None:
+    assert close(to_mnist(_scan(SEVEN, side)), seven, 25.0)
+    assert len(segment_digits(_scan(SEVEN, side), split_touching=False)) == 1
+
+
+def test_a_blurred_upscaled_scan_keeps_its_faint_strokes_whole() -> None:
+    scan = _scan(ZERO, 8).resize((32, 32), Image.Resampling.BICUBIC)  # scikit-learn's digits at 32x32 look like this
+    digit = to_mnist(scan)
+    assert len(segment_digits(scan, split_touching=False)) == 1
+    # the ring is closed: its inside is a hole, not joined to the background
+    paper_regions, _ = cv2.connectedComponents((digit <= 64).astype(np.uint8), connectivity=4)
+    assert paper_regions - 1 == 2  # label 0 counts the ink
+
+
+def test_narrow_ones_cropped_to_their_ink_are_ink_not_paper_grain() -> None:
+    """MNIST's own 1s cropped to their ink and shrunk to 16 px high: hardly any paper, nearly all of it the strokes' rim."""
+    from conftest import SHARED_MNIST
+
+    from digitrec import data
+
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST}")
+    test = data.load_mnist("test", SHARED_MNIST, download=False)
+    for digit in test.images[test.labels == 1][:100]:
+        rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+        crop = Image.fromarray(255 - digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        scan = crop.resize((max(1, round(crop.width * 16 / crop.height)), 16), Image.Resampling.BOX)
+        assert bounding_box(to_mnist(scan))[0] == 20

@@ -264,6 +264,21 @@ def test_saved_preprocessed_images_are_named_after_every_input_even_with_one_nam
         assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / saved)), to_mnist(tmp_path / given))
 
 
+def test_explain_shows_every_step_from_the_photo_to_the_digits_the_model_saw(synthetic_run: Path, tmp_path: Path):
+    photo = np.full((240, 400, 3), 225, np.uint8)
+    photo[:, 200:] -= 60  # a shadow over the right half
+    photo[60:180, 90:110] = (30, 30, 30)  # a 1
+    photo[60:180, 290:310] = (20, 20, 20)  # and another, in the shadow
+    Image.fromarray(photo).save(tmp_path / "eleven.png")
+    result = run_cli("predict", str(synthetic_run), "eleven.png", "--multi", "--explain", "why", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (strip,) = (tmp_path / "why").iterdir()
+    assert strip.name == "0000-eleven-steps.png"
+    image = np.asarray(Image.open(strip).convert("L"))
+    tiles = np.flatnonzero(np.diff((image[8:-28] < 250).any(axis=0).astype(int)) == 1)  # left edges of the pictures
+    assert len(tiles) >= 6  # the image, its ink axis, the paper removed, the ink kept, then one 28x28 per digit
+
+
 def test_an_empty_folder_a_missing_file_and_stdin_among_files(synthetic_run: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     alone = run_cli("predict", str(synthetic_run), str(tmp_path / "empty"))

@@ -53,7 +53,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path: Path, synthetic_npz: Path):
 
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic_npz: Path):
     recipe = Recipe(optimizer="adam", lr=3e-3, batch_size=64, epochs=3, ema=0.9,
-                    augment=Augment(rotation=5, shift=0.05), schedule="onecycle")
+                    augment=Augment(rotation=5, shift=0.05), schedule="onecycle", outliers=0.5)
     whole = _train(tmp_path, synthetic_npz, "whole", recipe)
 
     def interrupt_in_epoch_2(line: str) -> None:

@@ -156,7 +156,7 @@ def _predict(args: argparse.Namespace) -> None:
     _say_bundled(model)
     sources, names, empty_folders = _image_inputs(arguments)
     total, failed = len(sources) + len(empty_folders), 0
-    readings = reader.read_each(sources, multi=args.multi, save_preprocessed=args.save_preprocessed, names=names)
+    readings = reader.read_each(sources, multi=args.multi, save_preprocessed=args.save_preprocessed, names=names, explain=args.explain)
     for result in itertools.chain(empty_folders, readings):
         if isinstance(result, DigitrecError):
             if total == 1:
@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--shift", type=float, metavar="FRACTION",
                         help="shift by up to this fraction of the image size either way (0.1 = up to 2.8 px)")
     recipe.add_argument("--elastic", type=float, metavar="PIXELS", help="strength of elastic warps in pixels (the elastic preset: 36)")
+    recipe.add_argument("--outliers", type=float, metavar="WEIGHT",
+                        help="outlier exposure: add synthetic non-digits to every batch, taught to be no digit, with this "
+                             "loss weight (e.g. 0.5), so that predict flags what is not a digit; 0 = off")
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
@@ -347,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
     p.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
     p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
+    p.add_argument("--explain", metavar="DIR",
+                   help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     p.set_defaults(run=_predict)
 

@@ -25,7 +25,7 @@ from typing import BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from digitrec.errors import DigitrecError
 
@@ -46,6 +46,10 @@ DIGIT_ASPECT = 0.8  # MNIST's median width / height, to guess how many digits to
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
+NARROWEST = 0.4  # a digit is at least this fraction of its height wide (MNIST's 1s: median 0.35 with the pen)
+MOST_TOUCHING = 4  # a group of ink is read as at most this many touching digits
+RULE_ASPECT = 6  # a piece of ink this many times wider than high ...
+RULE_LENGTH = 1.5  # ... and this many times longer than the tallest piece is high is a line, not part of a digit
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
 SAMPLE = 1 << 15  # order statistics (medians, quantiles) of a big image are taken on at most about this many pixels
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
@@ -369,7 +373,7 @@ class Ink(NamedTuple):
         return bool(self.keep.any())
 
 
-def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
+def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tuple[str, np.ndarray]] | None = None) -> Ink:
     """The ink map at working size, stretched to 0-1, its components, and which of them are ink, not specks.
 
     A scan or a crop (at most ``SCAN_SIDE`` px) is read as the MNIST recipe reads it: its paper is
@@ -377,11 +381,14 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
     strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
     thresholded into full ink.
+
+    ``trace``, when given, receives each step as a named image in [0, 1] (:func:`explain` shows them).
     """
     if isinstance(image, Ink):
         return image
     image = _as_image(image)
-    level, contrast = _toward_ink(_pixels(image))
+    planes = _pixels(image)
+    level, contrast = _toward_ink(planes)
     scan = max(level.shape) <= SCAN_SIDE
     if scan:
         ink = level if level.max() >= -level.min() else -level
@@ -389,6 +396,9 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
         paper = _Paper.of(level)
         side = _ink_side(level, paper)
         ink = paper.flatten(level, side, _min3, _max3)
+    if trace is not None:
+        trace += [("image", np.moveaxis(planes, 0, -1)), ("ink axis", level * (1 if level.max() >= -level.min() else -1)),
+                  ("ink" if scan else "paper removed", ink)]
     top = float(ink.max())
     if top > 0:
         levels = np.clip(ink * np.float32(256 / top), 0, 255).astype(np.uint8)  # 256 even bins over 0..top
@@ -409,13 +419,18 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink) -> Ink:
                     components = _label(ink > SCAN_FAINT * threshold)
                     clear = np.bincount(components.labels[mask], minlength=len(components.area))
                     clear[0] = 0
-                    return Ink(np.clip(ink / peak, 0.0, 1.0), components, clear >= max(1, SPECK * clear.max()))
-                components = _label(mask)
-                keep = components.area >= SPECK * components.area.max()
-                keep[0] = False
-                # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
-                # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
-                return Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, keep)
+                    found = Ink(np.clip(ink / peak, 0.0, 1.0), components, clear >= max(1, SPECK * clear.max()))
+                else:
+                    components = _label(mask)
+                    keep = components.area >= SPECK * components.area.max()
+                    keep[0] = False
+                    # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
+                    # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
+                    found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, keep)
+                if trace is not None:
+                    trace.append(("ink kept (specks grey)", np.where(found.keep[found.components.labels], 1.0,
+                                                                    np.where(found.components.labels > 0, 0.35, 0.0))))
+                return found
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
 
 
@@ -496,11 +511,16 @@ def to_mnist(image: str | Path | Image.Image | np.ndarray | Ink) -> np.ndarray:
 def _groups(ink: Ink) -> list[tuple[int, int, int, int, list[int]]]:
     """The ink's digits left to right, as (left, right, top, bottom, component labels): components overlapping much in x are one.
 
-    Groups smaller both ways than ``MIN_DIGIT`` of the tallest (dots, commas) are left out.
+    Groups smaller both ways than ``MIN_DIGIT`` of the tallest (dots, commas) are left out, and so
+    are lines much longer than the tallest piece of ink is high.
     """
     components = ink.components
+    labels = np.flatnonzero(ink.keep)
+    height, width = (components.bottom - components.top)[labels], (components.right - components.left)[labels]
+    # a long thin line (a ruled line, an underline, the page's edge) is nobody's digit: it would join them all
+    labels = labels[(width < RULE_ASPECT * height) | (width < RULE_LENGTH * height.max(initial=0))]
     groups: list[tuple[int, int, int, int, list[int]]] = []
-    for label in sorted(np.flatnonzero(ink.keep).tolist(), key=lambda i: int(components.left[i])):
+    for label in sorted(labels.tolist(), key=lambda i: int(components.left[i])):
         box = (int(components.left[label]), int(components.right[label]), int(components.top[label]), int(components.bottom[label]))
         for index, (left, right, top, bottom, members) in enumerate(groups):
             overlap = min(right, box[1]) - max(left, box[0])
@@ -518,35 +538,108 @@ def count_digits(image: str | Path | Image.Image | np.ndarray | Ink) -> int:
     return len(_groups(find_ink(image)))
 
 
+def strip(steps: list[tuple[str, np.ndarray]], height: int = 112) -> Image.Image:
+    """Named images (a ``find_ink`` trace, then what the model saw) side by side and captioned: why an image reads as it does.
+
+    Maps are shown in their own range, ink white; 28x28 digits as they are, enlarged.
+    """
+    tiles = []
+    for caption, step in steps:
+        step = np.asarray(step, np.float32) / (255.0 if np.asarray(step).dtype == np.uint8 else 1.0)
+        low, high = float(step.min()), float(step.max())
+        if caption != "image" and high > 0:
+            step = np.clip(step / high, 0.0, 1.0)  # a map's own range: ink white, paper black
+        elif high > 1 or low < 0:
+            step = (step - low) / max(high - low, 1e-6)
+        picture = Image.fromarray(np.round(step.squeeze() * 255).astype(np.uint8))
+        width = max(1, round(picture.width * height / picture.height))
+        small = max(picture.size) <= FIELD
+        tiles.append((caption, picture.resize((width, height), Image.Resampling.NEAREST if small else Image.Resampling.BOX)))
+    strip = Image.new("RGB", (sum(t.width for _, t in tiles) + 8 * (len(tiles) + 1), height + 28), "white")
+    draw, left = ImageDraw.Draw(strip), 8
+    for caption, tile in tiles:
+        strip.paste(tile.convert("RGB"), (left, 8))
+        draw.text((left, height + 12), caption, fill="black")
+        left += tile.width + 8
+    return strip
+
+
 def segment_digits(image: str | Path | Image.Image | np.ndarray | Ink, split_touching: bool = True) -> list[np.ndarray]:
     """An image of a written number -> one 28x28 MNIST-format array per digit, left to right.
 
     Components that overlap much in x are one digit (a 5 whose bar is detached, a 4 in two strokes);
     with ``split_touching``, a group much wider than tall holds touching digits and is cut at the
-    columns with least ink (which also cuts the 0.5 % of single digits that are that wide).
+    columns with least ink (which also cuts the 0.5 % of single digits that are that wide). A model
+    chooses better among :func:`digit_options` (``predict --multi`` does).
     """
     ink = find_ink(image)
     digits = []
-    for left, right, top, bottom, members in _groups(ink):
-        mask = np.isin(ink.components.labels, members)
-        cuts = _cuts(mask[:, left:right], bottom - top, _stroke_width(mask)) if split_touching else [(0, right - left)]
-        for start, stop in cuts:
-            piece = np.zeros_like(mask)
-            piece[:, left + start : left + stop] = mask[:, left + start : left + stop]
-            if piece.any():
-                digits.append(_digit(ink.map, piece))
+    for group in _groups(ink):
+        left, right, top, bottom, _ = group
+        width, height = right - left, bottom - top
+        wide = split_touching and width > SPLIT_ASPECT * height and not _dash(ink, group)
+        digits += _pieces(ink, group, min(max(2, round(width / (DIGIT_ASPECT * height))), width // 2) if wide else 1)
     return digits
 
 
-def _cuts(mask: np.ndarray, height: int, stroke: float) -> list[tuple[int, int]]:
-    """Column ranges of the digits in one group of ink: itself, or split where touching digits meet (least ink).
+def digit_options(image: str | Path | Image.Image | np.ndarray | Ink) -> list[list[list[np.ndarray]]]:
+    """Each group of ink, left to right, as the ways it may be read: as one digit, as two touching digits, and so on.
 
-    A group hardly taller than its pen's width is a dash or an underline, not a row of digits.
+    A group is offered as ``k`` digits when each would still be at least ``NARROWEST`` of its height
+    wide (a 1 is about that narrow), up to ``MOST_TOUCHING``; a dash or an underline only as itself.
+    Each option is a list of 28x28 digits, cut at the columns
+    with least ink.
     """
+    ink = _without_rules(find_ink(image))
+    options = []
+    for group in _groups(ink):
+        left, right, top, bottom, _ = group
+        width, height = right - left, bottom - top
+        most = 1 if _dash(ink, group) else max(1, min(MOST_TOUCHING, int(width / (NARROWEST * height)), width // 2))
+        options.append([_pieces(ink, group, count) for count in range(1, most + 1)])
+    return options
+
+
+def _without_rules(ink: Ink) -> Ink:
+    """A written number's ink without the long horizontal lines under or through it (ruled paper, underlines, the page's edge).
+
+    Only in a row of writing (at least twice as wide as high): there, a run of ink longer than half
+    the row is no digit's, and it would join every digit it touches into one.
+    """
+    height, width = ink.map.shape
+    mask = ink.keep[ink.components.labels]
+    if width < 2 * height or not mask.any():
+        return ink
+    rules = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((1, width // 2), np.uint8)) > 0
+    if not rules.any():
+        return ink
+    components = _label(mask & ~cv2.dilate(rules.view(np.uint8), _SQUARE).astype(bool))
+    keep = components.area >= SPECK * components.area.max(initial=0)
+    keep[0] = False
+    return Ink(ink.map, components, keep)
+
+
+def _dash(ink: Ink, group: tuple[int, int, int, int, list[int]]) -> bool:
+    """A group hardly taller than its pen's width is a dash or an underline, not a row of touching digits."""
+    return group[3] - group[2] < 3 * _stroke_width(np.isin(ink.components.labels, group[4]))
+
+
+def _pieces(ink: Ink, group: tuple[int, int, int, int, list[int]], count: int) -> list[np.ndarray]:
+    """One group of ink cut into ``count`` digits at the columns with least ink, each in MNIST's format."""
+    left, right, _, _, members = group
+    mask = np.isin(ink.components.labels, members)
+    digits = []
+    for start, stop in _cuts(mask[:, left:right], count):
+        piece = np.zeros_like(mask)
+        piece[:, left + start : left + stop] = mask[:, left + start : left + stop]
+        if piece.any():
+            digits.append(_digit(ink.map, piece))
+    return digits
+
+
+def _cuts(mask: np.ndarray, count: int) -> list[tuple[int, int]]:
+    """Column ranges of ``count`` touching digits in one group of ink: each cut where least ink lies near an even division."""
     width = mask.shape[1]
-    if width <= SPLIT_ASPECT * height or height < 3 * stroke:
-        return [(0, width)]
-    count = min(max(2, round(width / (DIGIT_ASPECT * height))), width // 2)
     reach = max(1, width // (4 * count))
     profile = mask.sum(axis=0)
     bounds = [0]

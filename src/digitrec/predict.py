@@ -100,11 +100,11 @@ def _items(inputs: Any) -> list[Any]:
     return [_one(inputs)]
 
 
-def _digit_or_ink(item: Any) -> np.ndarray | images.Ink:
+def _digit_or_ink(item: Any, trace: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray | images.Ink:
     """A 28x28 MNIST-format digit as it is, or the ink found in any other image (decoded once)."""
     if isinstance(item, np.ndarray) and item.shape == (28, 28) and item.dtype == np.uint8:
         return item
-    return images.find_ink(item)
+    return images.find_ink(item, trace)
 
 
 def _name(item: Any, index: int) -> str:
@@ -176,43 +176,45 @@ class Predictor:
         if pieces > 1:
             reason = f"looks like {pieces} digits; read it with --multi"
         elif confidence < self.threshold:
-            reason = f"low confidence ({confidence:.0%} < {self.threshold:.0%})"
+            reason = f"not clearly a digit: confidence {confidence:.0%} < {self.threshold:.0%}"
         return Reading(source, digit, confidence, top3, bool(reason), reason, probabilities=[float(p) for p in probabilities])
 
     def read(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
-             names: Sequence[str] | None = None) -> list[Reading]:
+             names: Sequence[str] | None = None, explain: str | Path | None = None) -> list[Reading]:
         """One :class:`Reading` per input; ``multi`` reads each image as a number written left to right.
 
         The first input that cannot be read raises its :class:`DigitrecError`; :meth:`read_each` reads on past it.
         """
         readings = []
-        for result in self.read_each(inputs, multi, save_preprocessed, names):
+        for result in self.read_each(inputs, multi, save_preprocessed, names, explain):
             if isinstance(result, DigitrecError):
                 raise result
             readings.append(result)
         return readings
 
     def read_each(self, inputs: Any, multi: bool = False, save_preprocessed: str | Path | None = None,
-                  names: Sequence[str] | None = None) -> Iterator[Reading | DigitrecError]:
+                  names: Sequence[str] | None = None, explain: str | Path | None = None) -> Iterator[Reading | DigitrecError]:
         """A :class:`Reading` for each input as it is read, or the :class:`DigitrecError` that input gave instead.
 
         ``save_preprocessed`` writes what the model saw as ``NNNN-NAME.png``: numbered in input
         order and named after the input (its path, folders included), so no two inputs share a file.
+        ``explain`` writes ``NNNN-NAME-steps.png``: each step of the preprocessing, side by side.
         """
-        folder = check_writable_dir(save_preprocessed) if save_preprocessed is not None else None
+        folders = [check_writable_dir(f) if f is not None else None for f in (save_preprocessed, explain)]
         for index, item in enumerate(_items(inputs)):
             source = names[index] if names else _name(item, index)
             try:
-                yield self._read_one(item, source, multi, folder, index)
+                yield self._read_one(item, source, multi, index, *folders)
             except DigitrecError as e:  # an image given as bytes or as an object is named as the caller named it
                 named = e.source and not e.source.startswith("<")
                 yield e if named else DigitrecError(e.reason, "stdin" if source == "-" else source, e.place)
 
-    def _read_one(self, item: Any, source: str, multi: bool, folder: Path | None, index: int) -> Reading:
-        found = _digit_or_ink(item)
+    def _read_one(self, item: Any, source: str, multi: bool, index: int, folder: Path | None, explain: Path | None) -> Reading:
+        trace: list[tuple[str, np.ndarray]] | None = [] if explain is not None else None
+        found = _digit_or_ink(item, trace)
         ready = isinstance(found, np.ndarray)  # already in MNIST's format: one digit as it is
         if multi:
-            pieces = [found] if ready else images.segment_digits(found)
+            pieces = [found] if ready else self._best_cut(images.digit_options(found))
             reading = self._number(source, pieces)
         else:
             digit = found if ready else images.to_mnist(found)
@@ -222,8 +224,35 @@ class Predictor:
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
         if folder is not None:
-            _save_preprocessed(folder, source, index, pieces)
+            name = _output_name(source, index)
+            for number, piece in enumerate(pieces):
+                _write_png(folder / (f"{name}-{number + 1}.png" if len(pieces) > 1 else f"{name}.png"), Image.fromarray(piece))
+        if trace is not None:
+            seen = [("model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece) for i, piece in enumerate(pieces)]
+            _write_png(explain / f"{_output_name(source, index)}-steps.png", images.strip([*trace, *seen]))
         return reading
+
+    def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
+        """For each group of ink, the option (one digit, two touching ones, ...) the model reads most surely.
+
+        An option scores the sum of the log-probabilities of its digits' readings: each cut adds a digit
+        that must be read surely, so a cut wins only where its pieces read much more surely than the whole.
+        """
+        options = [option for group in groups for option in group]
+        flat = [piece for option in options for piece in option]
+        if not flat:
+            return []
+        sure = np.log(np.maximum(self.probabilities(np.stack(flat)).max(axis=1), 1e-12))
+        scores, start = [], 0
+        for option in options:
+            scores.append(float(sure[start : start + len(option)].sum()))
+            start += len(option)
+        chosen, first = [], 0
+        for group in groups:
+            best = max(range(len(group)), key=lambda i: scores[first + i])
+            chosen += group[best]
+            first += len(group)
+        return chosen
 
     def _number(self, source: str, pieces: list[np.ndarray]) -> Reading:
         if not pieces:
@@ -256,19 +285,21 @@ def _readable(digits: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     return digits.reshape(len(digits), -1).any(axis=1) & np.isfinite(probabilities).all(axis=1)
 
 
-def _save_preprocessed(folder: Path, source: str, index: int, pieces: Sequence[np.ndarray]) -> None:
+def _output_name(source: str, index: int) -> str:
+    """``NNNN-<input path, folders joined by _>``: numbered in input order, so no two inputs share a name."""
     if source == "-":
         name = "stdin"
     elif source.startswith("<"):
         name = source.strip("<>").replace(" ", "-")
     else:
         name = Path(source).with_suffix("").as_posix()
-    name = "_".join(part for part in name.replace("\\", "/").split("/") if part not in ("", ".", ".."))
-    for number, piece in enumerate(pieces):
-        suffix = f"-{number + 1}" if len(pieces) > 1 else ""
-        buffer = io.BytesIO()
-        Image.fromarray(piece).save(buffer, format="PNG")
-        atomic_write(folder / f"{index:04d}-{name}{suffix}.png", buffer.getvalue())
+    return f"{index:04d}-" + "_".join(part for part in name.replace("\\", "/").split("/") if part not in ("", ".", ".."))
+
+
+def _write_png(path: Path, image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
 
 
 def images_in(folder: str | Path) -> list[Path]:

@@ -75,6 +75,7 @@ class Recipe:
     validation: float = 0.1  # share of the training data held out, stratified
     early_stopping: int = 0  # stop after this many epochs without validation gain; 0 = never
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none
+    outliers: float = 0.0  # weight of outlier exposure (digitrec.outliers): non-digits in every batch, taught to be no class; 0 = none
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -104,6 +105,7 @@ class Recipe:
         _number("validation", self.validation, 0, 1, high_open=True)
         _number("early_stopping", self.early_stopping, 0, whole=True)
         _number("ema", self.ema, 0, 1, high_open=True)
+        _number("outliers", self.outliers, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitrec import checkpoint, data, models, plans, rundir
+from digitrec import checkpoint, data, models, outliers, plans, rundir
 from digitrec.augment import random_warp
 from digitrec.errors import DigitrecError
 from digitrec.inference import current_export, file_digest, predict_logits, resolve_device
@@ -336,6 +336,9 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
 
     images = torch.tensor(train_set.images, device=dev)
     labels = torch.tensor(train_set.labels, device=dev)
+    strangers = None
+    if recipe.outliers:  # drawn from the run's seed alone, so a resumed run has the same
+        strangers = outliers.bank(images.cpu(), labels.cpu(), len(images) // OUTLIER_SHARE, config["seed"]).to(dev)
     model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0
@@ -344,7 +347,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
         started = time.perf_counter()
         bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress)
         try:
-            row = _train_epoch(state, recipe, images, labels, epoch, bar)
+            row = _train_epoch(state, recipe, images, labels, epoch, bar, strangers)
         except FloatingPointError as e:
             raise DigitrecError(f"training diverged: {e}; try a lower learning rate than {recipe.lr:g} (the epochs before are saved)",
                                 str(run_dir)) from None
@@ -422,6 +425,7 @@ def _progress(total: int, description: str, enabled: bool):
 
 
 ENSEMBLE_MEMBERS = 4
+OUTLIER_SHARE = 4  # outlier exposure adds one non-digit for every this many digits
 ENSEMBLE_PRESETS = ("default",)
 
 
@@ -491,8 +495,12 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     return RunResult(out, histories)
 
 
-def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any) -> dict[str, Any]:
+def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any,
+                 strangers: torch.Tensor | None = None) -> dict[str, Any]:
     """One pass over the shuffled training set; returns the epoch's training metrics.
+
+    With outlier exposure, each batch also holds a quarter as many ``strangers`` (non-digits),
+    whose loss is their cross-entropy to the uniform distribution, weighted by ``recipe.outliers``.
 
     Raises FloatingPointError as soon as the loss is seen to be NaN or infinite: every 20 steps,
     where the progress bar reads it anyway, and at the end.
@@ -505,7 +513,10 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
     correct = torch.zeros((), device=images.device, dtype=torch.long)
     for step in range(steps):
         batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-        x = images[batch].unsqueeze(1).float().div_(255)
+        x = images[batch]
+        if strangers is not None:
+            x = torch.cat([x, strangers[torch.randint(len(strangers), (len(batch) // OUTLIER_SHARE,), generator=state.generator)]])
+        x = x.unsqueeze(1).float().div_(255)
         if recipe.augment.active:
             x = random_warp(x, recipe.augment, state.generator)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -514,7 +525,10 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
         for group in optimizer.param_groups:
             group["lr"] = lr
         logits = net(x)
+        logits, stranger_logits = logits[: len(batch)], logits[len(batch) :]
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) + models.l2_penalty(net)
+        if len(stranger_logits):
+            loss = loss + recipe.outliers * (stranger_logits.logsumexp(1) - stranger_logits.mean(1)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
