@@ -379,3 +379,47 @@ def test_commands_use_the_bundled_model_when_none_is_named(tmp_path: Path):
     result = run_cli("predict", str(tmp_path / "d.png"), "--json")
     assert result.returncode == 0 and "using the bundled model" in result.stderr
     assert json.loads(result.stdout)["source"] == str(tmp_path / "d.png")
+
+
+NOTDIGIT = REPO.parent / "shared" / "data" / "notdigit-dev"
+NUMBERS = REPO.parent / "shared" / "data" / "numbers-dev"
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        pytest.skip(f"development set not found at {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg"})
+
+
+def test_the_bundled_model_flags_what_is_not_a_digit_and_trusts_real_digits():
+    """Letters, photos, icons, scribbles, text and blank pages from other people's repositories (44 real images)."""
+    reader = digitrec.load()
+    strangers = reader.read(_images(NOTDIGIT))
+    assert sum(r.uncertain for r in strangers) >= 0.9 * len(strangers)
+    digits = reader.read(_images(REALWORLD))
+    assert sum(r.uncertain for r in digits) <= 0.03 * len(digits)
+    wrong = [r for r, path in zip(digits, _images(REALWORLD), strict=True) if r.digit != int(path.name[0])]
+    assert len(wrong) <= 0.02 * len(digits) and all(r.uncertain for r in wrong)  # never a silent wrong answer
+
+
+def test_touching_digits_are_cut_where_the_model_reads_them_best(mnist_dir: Path):
+    """100 pairs of MNIST's test digits overlapping by 6 px: 41 of them touch, too narrow together for a rule of thumb."""
+    from digitrec.images import count_digits
+
+    test = data.load_mnist("test", mnist_dir, download=False)
+    pages, truths = [], []
+    for first, second in zip(range(0, 200, 2), range(1, 200, 2), strict=True):
+        pair = np.zeros((28, 34), np.uint8)
+        pair[:, :20] = test.images[first][:, 4:24]
+        pair[:, 14:] = np.maximum(pair[:, 14:], test.images[second][:, 4:24])
+        pages.append(np.kron(255 - pair, np.ones((4, 4), np.uint8)))  # dark ink on paper, 112 px high
+        truths.append(f"{test.labels[first]}{test.labels[second]}")
+    right = [r.number == truth for r, truth in zip(digitrec.load().read(pages, multi=True), truths, strict=True)]
+    touching = [i for i, page in enumerate(pages) if count_digits(page) == 1]
+    assert len(touching) >= 30
+    assert sum(right) >= 80 and sum(right[i] for i in touching) >= len(touching) / 2  # a rule of thumb: 62 and 4 of 41
+
+
+def test_a_ruled_line_under_a_number_joins_no_digits():
+    numbers = [p for p in _images(NUMBERS) if p.name.startswith(("948_", "2072_"))]  # the page's edge runs through their feet
+    assert [r.number for r in digitrec.load().read(numbers, multi=True)] == [p.name.split("_")[0] for p in numbers]

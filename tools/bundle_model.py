@@ -20,6 +20,7 @@ from digitrec import checkpoint, data, plans, rundir, training
 from digitrec.export import export_onnx
 from digitrec.inference import TorchEngine
 from digitrec.metrics import Evaluation
+from digitrec.recipes import Recipe
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "digitrec" / "assets"
 
@@ -34,8 +35,10 @@ def main() -> None:
         run = rundir.new_run_dir("bundled")
         training.train(plans.PRESETS["default"], out=run, seed=0, progress=False)
     config = rundir.read_config(run)
-    if (config["model"], config["arguments"], config["seed"]) != ("digitnet", plans.PRESETS["default"].arguments, 0):
-        sys.exit(f"{run}: not a seed-0 run of the default recipe")
+    default = plans.PRESETS["default"]
+    if (config["model"], config["arguments"], Recipe.from_dict(config["recipe"]), config["seed"]) != \
+            (default.model, default.arguments, default.recipe, 0):
+        sys.exit(f"{run}: not a seed-0 run of the default recipe as it is now")
     loaded = checkpoint.load(run / rundir.FINAL)
     test = data.load("mnist", "test")
     accuracy = Evaluation.from_logits(TorchEngine(run, loaded.model, loaded.meta).logits(test.images), test.labels).accuracy

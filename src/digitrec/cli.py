@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shift by up to this fraction of the image size either way (0.1 = up to 2.8 px)")
     recipe.add_argument("--elastic", type=float, metavar="PIXELS", help="strength of elastic warps in pixels (the elastic preset: 36)")
     recipe.add_argument("--outliers", type=float, metavar="WEIGHT",
-                        help="outlier exposure: add synthetic non-digits to every batch, taught to be no digit, with this "
-                             "loss weight (e.g. 0.5), so that predict flags what is not a digit; 0 = off")
+                        help="outlier exposure: add synthetic shapes to every batch, taught to be no digit, with this "
+                             "loss weight (the default preset: 0.5), so that predict flags what is not a digit; 0 = off")
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")

@@ -338,7 +338,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     labels = torch.tensor(train_set.labels, device=dev)
     strangers = None
     if recipe.outliers:  # drawn from the run's seed alone, so a resumed run has the same
-        strangers = outliers.bank(images.cpu(), labels.cpu(), len(images) // OUTLIER_SHARE, config["seed"]).to(dev)
+        strangers = outliers.bank(len(images) // OUTLIER_SHARE, config["seed"]).to(dev)
     model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0

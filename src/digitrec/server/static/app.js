@@ -149,8 +149,7 @@ function show(result) {
   } else if (result.digit === null) {
     status.textContent = `No digit: ${result.reason}.`;
   } else {
-    status.textContent = unsure ? `Not sure this is a digit: maybe a ${answer}, ${confidence} (${result.reason}).`
-                                : `A ${answer}, ${confidence} sure.`;
+    status.textContent = unsure ? `Not sure: ${result.reason}. Maybe a ${answer}.` : `A ${answer}, ${confidence} sure.`;
   }
   status.classList.toggle("unsure", unsure);
 }
