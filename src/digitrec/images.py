@@ -434,15 +434,6 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
 
 
-def ink_map(image: Image.Image) -> np.ndarray:
-    """Ink intensity in [0, 1] (1 = full ink, 0 = paper), whatever the polarity, colour and contrast of the original.
-
-    The map is at working size (longer side at most ``WORK_SIDE``); shading, paper grain and specks are 0.
-    """
-    ink, components, keep = find_ink(image)
-    return ink * _near(keep[components.labels])
-
-
 def _near(mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by one pixel, so the anti-aliased rim of a stroke stays with it."""
     return cv2.dilate(mask.view(np.uint8), _SQUARE) > 0
