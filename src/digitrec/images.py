@@ -382,7 +382,7 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
     thresholded into full ink.
 
-    ``trace``, when given, receives each step as a named image in [0, 1] (:func:`explain` shows them).
+    ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
     if isinstance(image, Ink):
         return image
@@ -390,15 +390,15 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     planes = _pixels(image)
     level, contrast = _toward_ink(planes)
     scan = max(level.shape) <= SCAN_SIDE
+    farther = level if level.max() >= -level.min() else -level  # the border's level is 0: ink lies the farther way
     if scan:
-        ink = level if level.max() >= -level.min() else -level
+        ink = farther
     else:
         paper = _Paper.of(level)
         side = _ink_side(level, paper)
         ink = paper.flatten(level, side, _min3, _max3)
     if trace is not None:
-        trace += [("image", np.moveaxis(planes, 0, -1)), ("ink axis", level * (1 if level.max() >= -level.min() else -1)),
-                  ("ink" if scan else "paper removed", ink)]
+        trace += [("image", np.moveaxis(planes, 0, -1)), ("ink axis", farther), ("ink" if scan else "paper removed", ink)]
     top = float(ink.max())
     if top > 0:
         levels = np.clip(ink * np.float32(256 / top), 0, 255).astype(np.uint8)  # 256 even bins over 0..top
@@ -418,20 +418,24 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     # a stroke is the faint ink joined to a clear part (hysteresis): a blurred stroke stays whole
                     components = _label(ink > SCAN_FAINT * threshold)
                     clear = np.bincount(components.labels[mask], minlength=len(components.area))
-                    clear[0] = 0
-                    found = Ink(np.clip(ink / peak, 0.0, 1.0), components, clear >= max(1, SPECK * clear.max()))
+                    found = Ink(np.clip(ink / peak, 0.0, 1.0), components, _not_specks(clear))
                 else:
                     components = _label(mask)
-                    keep = components.area >= SPECK * components.area.max()
-                    keep[0] = False
                     # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
                     # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
-                    found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, keep)
+                    found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
                 if trace is not None:
                     trace.append(("ink kept (specks grey)", np.where(found.keep[found.components.labels], 1.0,
                                                                     np.where(found.components.labels > 0, 0.35, 0.0))))
                 return found
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
+
+
+def _not_specks(area: np.ndarray) -> np.ndarray:
+    """Per component label, whether its (ink) area is at least ``SPECK`` of the largest one's; label 0, no ink, never."""
+    keep = area >= max(1, SPECK * area[1:].max(initial=0))
+    keep[0] = False
+    return keep
 
 
 def _near(mask: np.ndarray) -> np.ndarray:
@@ -536,7 +540,8 @@ def strip(steps: list[tuple[str, np.ndarray]], height: int = 112) -> Image.Image
     """
     tiles = []
     for caption, step in steps:
-        step = np.asarray(step, np.float32) / (255.0 if np.asarray(step).dtype == np.uint8 else 1.0)
+        step = np.asarray(step)
+        step = step.astype(np.float32) / (255.0 if step.dtype == np.uint8 else 1.0)
         low, high = float(step.min()), float(step.max())
         if caption != "image" and high > 0:
             step = np.clip(step / high, 0.0, 1.0)  # a map's own range: ink white, paper black
@@ -565,11 +570,12 @@ def segment_digits(image: str | Path | Image.Image | np.ndarray | Ink, split_tou
     """
     ink = find_ink(image)
     digits = []
-    for group in _groups(ink):
-        left, right, top, bottom, _ = group
+    for left, right, top, bottom, members in _groups(ink):
         width, height = right - left, bottom - top
-        wide = split_touching and width > SPLIT_ASPECT * height and not _dash(ink, group)
-        digits += _pieces(ink, group, min(max(2, round(width / (DIGIT_ASPECT * height))), width // 2) if wide else 1)
+        mask = np.isin(ink.components.labels, members)
+        wide = split_touching and width > SPLIT_ASPECT * height and not _dash(mask, height)
+        count = min(max(2, round(width / (DIGIT_ASPECT * height))), width // 2) if wide else 1
+        digits += _pieces(ink.map, mask, left, right, count)
     return digits
 
 
@@ -578,16 +584,15 @@ def digit_options(image: str | Path | Image.Image | np.ndarray | Ink) -> list[li
 
     A group is offered as ``k`` digits when each would still be at least ``NARROWEST`` of its height
     wide (a 1 is about that narrow), up to ``MOST_TOUCHING``; a dash or an underline only as itself.
-    Each option is a list of 28x28 digits, cut at the columns
-    with least ink.
+    Each option is a list of 28x28 digits, cut at the columns with least ink.
     """
     ink = _without_rules(find_ink(image))
     options = []
-    for group in _groups(ink):
-        left, right, top, bottom, _ = group
+    for left, right, top, bottom, members in _groups(ink):
         width, height = right - left, bottom - top
-        most = 1 if _dash(ink, group) else max(1, min(MOST_TOUCHING, int(width / (NARROWEST * height)), width // 2))
-        options.append([_pieces(ink, group, count) for count in range(1, most + 1)])
+        mask = np.isin(ink.components.labels, members)
+        most = 1 if _dash(mask, height) else max(1, min(MOST_TOUCHING, int(width / (NARROWEST * height)), width // 2))
+        options.append([_pieces(ink.map, mask, left, right, count) for count in range(1, most + 1)])
     return options
 
 
@@ -605,26 +610,25 @@ def _without_rules(ink: Ink) -> Ink:
     if not rules.any():
         return ink
     components = _label(mask & ~cv2.dilate(rules.view(np.uint8), _SQUARE).astype(bool))
-    keep = components.area >= SPECK * components.area.max(initial=0)
-    keep[0] = False
-    return Ink(ink.map, components, keep)
+    return Ink(ink.map, components, _not_specks(components.area))
 
 
-def _dash(ink: Ink, group: tuple[int, int, int, int, list[int]]) -> bool:
-    """A group hardly taller than its pen's width is a dash or an underline, not a row of touching digits."""
-    return group[3] - group[2] < 3 * _stroke_width(np.isin(ink.components.labels, group[4]))
+def _dash(mask: np.ndarray, height: int) -> bool:
+    """A group of ink (``mask``, ``height`` px high) hardly taller than its pen's width is a dash or an underline, not digits."""
+    return height < 3 * _stroke_width(mask)
 
 
-def _pieces(ink: Ink, group: tuple[int, int, int, int, list[int]], count: int) -> list[np.ndarray]:
-    """One group of ink cut into ``count`` digits at the columns with least ink, each in MNIST's format."""
-    left, right, _, _, members = group
-    mask = np.isin(ink.components.labels, members)
+def _pieces(ink: np.ndarray, mask: np.ndarray, left: int, right: int, count: int) -> list[np.ndarray]:
+    """One group of ink (``mask``, within columns ``left`` to ``right``) cut into ``count`` digits, each in MNIST's format.
+
+    The cuts fall at the columns with least ink; ``ink`` is the image's ink map.
+    """
     digits = []
     for start, stop in _cuts(mask[:, left:right], count):
         piece = np.zeros_like(mask)
         piece[:, left + start : left + stop] = mask[:, left + start : left + stop]
         if piece.any():
-            digits.append(_digit(ink.map, piece))
+            digits.append(_digit(ink, piece))
     return digits
 
 

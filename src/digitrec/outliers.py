@@ -19,7 +19,8 @@ import math
 
 import torch
 
-FIELD, BOX = 28, 20
+from digitrec.images import BOX, FIELD
+
 KINDS = ("polygon", "hatch")
 
 

@@ -223,13 +223,13 @@ class Predictor:
             reading = self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
+        name = _output_name(source, index)
         if folder is not None:
-            name = _output_name(source, index)
             for number, piece in enumerate(pieces):
                 _write_png(folder / (f"{name}-{number + 1}.png" if len(pieces) > 1 else f"{name}.png"), Image.fromarray(piece))
         if trace is not None:
             seen = [("model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece) for i, piece in enumerate(pieces)]
-            _write_png(explain / f"{_output_name(source, index)}-steps.png", images.strip([*trace, *seen]))
+            _write_png(explain / f"{name}-steps.png", images.strip([*trace, *seen]))
         return reading
 
     def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
