@@ -151,8 +151,8 @@ def _free_port() -> int:
 
 def test_the_real_server_answers_over_http_and_times_out_a_slow_client(model: Path):
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", str(model), "--port", str(port), "--timeout", "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", str(model), "--port", str(port), "--timeout", "1",
+                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # up to 30 s for start-up
@@ -177,9 +177,10 @@ def test_the_real_server_answers_over_http_and_times_out_a_slow_client(model: Pa
     finally:
         server.terminate()
         server.wait(timeout=10)
+    assert "with 2 processes" in server.stderr.read().decode()
 
 
-def test_a_bad_or_busy_address_is_one_line_before_anything_loads(capsys: pytest.CaptureFixture):
+def test_a_bad_address_busy_port_or_worker_count_is_one_line_before_anything_loads(capsys: pytest.CaptureFixture):
     from digitrec import cli
 
     assert cli.main(["serve", "--port", "70000"]) == 2
@@ -189,3 +190,11 @@ def test_a_bad_or_busy_address_is_one_line_before_anything_loads(capsys: pytest.
         assert cli.main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"digitrec: error: --host/--port: cannot listen on 127.0.0.1:{port}")
+    assert cli.main(["serve", "--port", "0", "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "digitrec: error: --workers: 0 workers: at least one process must serve"
+
+
+def test_a_served_model_reads_one_image_at_a_time_on_one_thread():
+    """A server runs a process per core: a model that also spread each image over every core would fight the others."""
+    options = digitrec.load(threads=1).engine.session.get_session_options()
+    assert options.intra_op_num_threads == 1

@@ -104,8 +104,14 @@ class TorchEngine(Engine):
         self.device = device
 
     @classmethod
-    def open(cls, path: str | Path, device: str = "cpu") -> TorchEngine:
+    def open(cls, path: str | Path, device: str = "cpu", threads: int | None = None) -> TorchEngine:
+        """``threads``, when given, sets PyTorch's intra-op threads for the whole process."""
         from digitrec import checkpoint, models  # PyTorch loads here, and only here
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
 
         path = checkpoint.resolve(path)
         loaded = checkpoint.load(path)
@@ -148,7 +154,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
 class OnnxEngine(Engine):
     kind = "onnx"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: int | None = None):
+        """``threads``: ONNX Runtime's intra-op threads (None: one per core, for batches; 1 for one digit at a time)."""
         import onnxruntime
 
         path = Path(path)
@@ -159,6 +166,10 @@ class OnnxEngine(Engine):
             raise DigitrecError("a pickle, not an ONNX model: digitrec never unpickles", str(path))
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # ORT's warnings are for its developers, not ours
+        if threads:
+            options.intra_op_num_threads = threads
+        # threads that spin between runs burn a core each while a server waits for its next request
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for files it cannot parse
@@ -178,7 +189,7 @@ class OnnxEngine(Engine):
         return np.concatenate(outputs)
 
 
-def current_export(run_dir: Path) -> OnnxEngine | None:
+def current_export(run_dir: Path, threads: int | None = None) -> OnnxEngine | None:
     """ONNX Runtime on a run directory's ``final.onnx``, when it was exported from its ``final.safetensors`` as it is now."""
     onnx_file, final = run_dir / rundir.EXPORT, run_dir / rundir.FINAL
     if not (onnx_file.is_file() and final.is_file()):
@@ -188,7 +199,7 @@ def current_export(run_dir: Path) -> OnnxEngine | None:
     except ImportError:
         return None
     try:
-        engine = OnnxEngine(onnx_file)
+        engine = OnnxEngine(onnx_file, threads)
     except DigitrecError:
         return None
     return engine if engine.meta.get("exported_from_sha256") == file_digest(final) else None
@@ -202,11 +213,12 @@ def bundled_model(engine: str = "auto") -> Path:
     return path
 
 
-def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cpu") -> Engine:
+def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cpu", threads: int | None = None) -> Engine:
     """An engine for a checkpoint, a run directory or an ONNX file; None: the bundled model.
 
     ``auto`` uses ONNX Runtime for an ``.onnx`` file and for a run directory whose export is
-    current (on the CPU), PyTorch otherwise.
+    current (on the CPU), PyTorch otherwise. ``threads``: the engine's intra-op threads (None:
+    the library's default, one per core).
     """
     if engine not in ENGINES:
         raise DigitrecError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}", "--engine")
@@ -219,14 +231,14 @@ def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cp
         if onnx_file:
             if engine == "torch":
                 raise DigitrecError("an ONNX file runs on ONNX Runtime; give the checkpoint for --engine torch", str(path))
-            return OnnxEngine(path)
+            return OnnxEngine(path, threads)
     device = "cpu" if engine == "onnx" else resolve_device(device)
     if engine != "torch" and path.is_dir() and device == "cpu":
-        export = current_export(path)
+        export = current_export(path, threads)
         if export is not None:
             return export
         if engine == "onnx":
             raise DigitrecError("no current final.onnx in this run directory; make one with `digitrec export`", str(path))
     elif engine == "onnx":
         raise DigitrecError("--engine onnx needs an .onnx file or a run directory with final.onnx", str(path))
-    return TorchEngine.open(path, device)
+    return TorchEngine.open(path, device, threads)

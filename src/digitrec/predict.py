@@ -307,9 +307,12 @@ def images_in(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load(path: str | Path | None = None, engine: str = "auto", threshold: float = UNCERTAIN_BELOW) -> Predictor:
+def load(path: str | Path | None = None, engine: str = "auto", threshold: float = UNCERTAIN_BELOW,
+         threads: int | None = None) -> Predictor:
     """A :class:`Predictor` for a run directory, a ``.safetensors`` checkpoint or an exported ``.onnx`` file.
 
-    With no path, the model that ships with digitrec (the default recipe, seed 0).
+    With no path, the model that ships with digitrec (the default recipe, seed 0). ``threads``: the
+    model's intra-op threads (None: one per core, best for batches; 1 for one image at a time, as a
+    server with a process per core reads them).
     """
-    return Predictor(open_engine(path, engine), threshold)
+    return Predictor(open_engine(path, engine, threads=threads), threshold)
