@@ -5,7 +5,7 @@ MNIST's digits are white on black, cropped to the ink, scaled so the longer side
 A model trained on MNIST only works on a person's image once it has been brought into that form.
 
 People's images are not NIST scans, so first the ink is found: the image is decoded upright,
-transparency composited, shrunk to at most ``WORK_SIDE`` px and projected onto its main colour
+transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected onto its main colour
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
 thresholded (Otsu) into connected components, of which specks are dropped. Strokes thinner than
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,8 @@ from digitrec.errors import DigitrecError
 BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 field
 FIELD = 28
 INK_THRESHOLD = 0.25  # fraction of the full ink level that counts as ink when cropping
-WORK_SIDE = 320  # heavy filtering runs at this size at most: a digit holds no more detail, and it keeps a 12 MP photo fast
+WORK_PIXELS = 224 * 224  # heavy filtering runs on at most about this many pixels: a digit holds no more detail, a wide
+# number keeps its height (the development sets read as with a longest side of 320 px, canvases 1.4x faster)
 MAX_PIXELS = 150_000_000  # larger images are refused before decoding (decompression bombs); 108 MP phone photos pass
 FAR_FRACTION = 0.005  # the pixels farthest from the paper colour give the colour axis of the ink
 TAIL_TIE = 1.5  # ink's extreme within this factor of the other side's: a tie (see _ink_side)
@@ -56,6 +58,7 @@ BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a 
 BOX_CONTRAST = 0.25  # ... when this many levels (of 1) from its median colour
 BOX_INK = 0.01  # ... lie at least this fraction of its pixels
 ORIENTATION = 0x0112  # the EXIF tag
+_WORK_SIDE = math.isqrt(WORK_PIXELS)  # a JPEG decodes at a reduced scale down to this side: never fewer pixels than WORK_PIXELS
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
@@ -153,9 +156,9 @@ def digit_batch(array: np.ndarray) -> np.ndarray | None:
 
 def _as_image(image: str | Path | Image.Image | np.ndarray | bytes) -> Image.Image:
     if isinstance(image, str | Path):
-        return open_image(image, max_side=WORK_SIDE)
+        return open_image(image, max_side=_WORK_SIDE)
     if isinstance(image, bytes | bytearray | memoryview):
-        return open_image(io.BytesIO(image), max_side=WORK_SIDE)
+        return open_image(io.BytesIO(image), max_side=_WORK_SIDE)
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[..., 0]
@@ -170,7 +173,7 @@ def _as_image(image: str | Path | Image.Image | np.ndarray | bytes) -> Image.Ima
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
-    """Colour in [0, 1] as planes (C, H, W), shrunk to WORK_SIDE, transparency composited over a fitting backdrop.
+    """Colour in [0, 1] as planes (C, H, W), shrunk to WORK_PIXELS, transparency composited over a fitting backdrop.
 
     C is 1 for a grey image and 3 for a colour one: most digits come grey, and one plane is a third
     of the work. (Planes, not pixels of C values: NumPy is several times slower over a last axis of 3.)
@@ -183,10 +186,14 @@ def _pixels(image: Image.Image) -> np.ndarray:
     has_alpha = image.mode in ("P", "PA", "LA", "RGBA", "RGBa") or "transparency" in image.info
     grey = image.mode in ("1", "L", "LA", "La")
     mode = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
-    pixels = np.asarray(image if image.mode == mode else image.convert(mode))
-    if max(pixels.shape[:2]) > WORK_SIDE:
+    if image.mode != mode:
+        image = image.convert(mode)
+    # through tobytes: np.asarray(image) takes a slower path, 3 ms more for a 1500x800 RGBA canvas
+    shape = (image.height, image.width) + ((len(mode),) if len(mode) > 1 else ())
+    pixels = np.frombuffer(image.tobytes(), np.uint8).reshape(shape)
+    k = math.ceil(math.sqrt(pixels.shape[0] * pixels.shape[1] / WORK_PIXELS))
+    if k > 1:
         # an average over whole blocks of k x k pixels: anti-aliased, and OpenCV's fast path (a cut of under k px is lost)
-        k = -(-max(pixels.shape[:2]) // WORK_SIDE)
         height, width = max(1, pixels.shape[0] // k), max(1, pixels.shape[1] // k)
         pixels = cv2.resize(pixels[: height * k, : width * k], (width, height), interpolation=cv2.INTER_AREA)
     planes = np.stack(cv2.split(pixels)) if pixels.ndim == 3 else pixels[None]
@@ -214,11 +221,21 @@ def _backdrop(colour: np.ndarray, opaque: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(opaque.any(axis=1)), np.flatnonzero(opaque.any(axis=0))
     fill = opaque.sum() / ((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1))
     shown = colour[:, opaque]
-    paper = np.median(shown, axis=1)
+    paper = _order(shown, 0.5)
     if fill >= BOX_FILL and (np.abs(shown - paper[:, None]).max(axis=0) > BOX_CONTRAST).mean() >= BOX_INK:
         return paper.astype(np.float32)
     grey = LUMA @ shown if len(shown) == 3 else shown[0]
     return np.full(len(colour), 0.0 if grey.mean() > 0.5 else 1.0, np.float32)
+
+
+def _order(values: np.ndarray, fraction: float) -> np.ndarray:
+    """The value at ``fraction`` of the way up the sorted last axis (nearest rank; 0.5: the median).
+
+    A single ``np.partition``: several times faster than ``np.median`` or ``np.quantile``, whose
+    interpolation between neighbours changes nothing at the pixel counts met here.
+    """
+    rank = min(values.shape[-1] - 1, int(fraction * values.shape[-1]))
+    return (np.sort(values) if values.ndim == 1 else np.partition(values, rank, axis=-1))[..., rank]
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
@@ -236,10 +253,10 @@ def _toward_ink(planes: np.ndarray) -> tuple[np.ndarray, float]:
     the ink lies is for ``_ink_side`` to say.
     """
     border = np.concatenate([planes[:, 0], planes[:, -1], planes[:, :, 0], planes[:, :, -1]], axis=1)
-    paper = np.median(border, axis=1)
+    paper = _order(border, 0.5)
     offset = _sample(planes) - paper[:, None, None]  # the axis is found on a sample, then every pixel projected onto it
     distance = np.square(offset).sum(axis=0)
-    far = offset[:, (distance >= np.quantile(distance, 1.0 - FAR_FRACTION)) & (distance > 0)]
+    far = offset[:, (distance >= _order(distance.ravel(), 1.0 - FAR_FRACTION)) & (distance > 0)]
     if far.shape[1] == 0:
         return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
     spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
@@ -262,11 +279,11 @@ class _Paper(NamedTuple):
         height, width = level.shape
         block = max(2, round(max(height, width) / 10))
         # an even sample of each block's pixels, the image's edge repeated where the last blocks run past it
-        within = np.arange(0, block, max(1, block // 16))
+        within = np.arange(0, block, -(-block // 16))  # at most 16 a side
         rows = np.minimum(np.arange(-(-height // block))[:, None] * block + within, height - 1)
         cols = np.minimum(np.arange(-(-width // block))[:, None] * block + within, width - 1)
-        samples = level[np.ix_(rows.ravel(), cols.ravel())].reshape(len(rows), len(within), len(cols), len(within))
-        return cls(np.median(samples.transpose(0, 2, 1, 3).reshape(len(rows), len(cols), -1), axis=-1), block)
+        samples = level[rows.ravel()][:, cols.ravel()].reshape(len(rows), len(within), len(cols), len(within))
+        return cls(_order(samples.transpose(0, 2, 1, 3).reshape(len(rows), len(cols), -1), 0.5), block)
 
     def flatten(self, level: np.ndarray, side: int, *neighbourhood: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``side * level`` less the paper's own level under it (shading, uneven light): paper about 0, ink away from 0.
@@ -288,14 +305,16 @@ class _Paper(NamedTuple):
 
 def _extend(grid: np.ndarray) -> np.ndarray:
     """``grid`` with one more row and column all round, continuing the slope at each edge (NumPy's odd reflection)."""
-    def ends(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inner = (a[1:2], a[-2:-1]) if len(a) > 1 else (a[:1], a[-1:])
-        return 2 * a[:1] - inner[0], 2 * a[-1:] - inner[1]
-
-    first, last = ends(grid)
-    grid = np.concatenate([first, grid, last])
-    first, last = ends(grid.T)
-    return np.ascontiguousarray(np.concatenate([first, grid.T, last]).T)
+    rows, cols = grid.shape
+    out = np.empty((rows + 2, cols + 2), grid.dtype)
+    out[1:-1, 1:-1] = grid
+    inner = 2 if rows > 1 else 1  # a single row continues flat
+    out[0, 1:-1] = 2 * out[1, 1:-1] - out[inner, 1:-1]
+    out[-1, 1:-1] = 2 * out[-2, 1:-1] - out[-1 - inner, 1:-1]
+    inner = 2 if cols > 1 else 1
+    out[:, 0] = 2 * out[:, 1] - out[:, inner]
+    out[:, -1] = 2 * out[:, -2] - out[:, -1 - inner]
+    return out
 
 
 _SQUARE = np.ones((3, 3), np.uint8)
@@ -323,7 +342,7 @@ def _ink_side(level: np.ndarray, paper: _Paper) -> int:
     """
     off = _sample(paper.flatten(level, 1, _median3)).ravel()
     count = min(off.size, max(10, off.size // 2000))
-    ends = np.partition(off, [count - 1, off.size - count])
+    ends = np.sort(off)  # (a partition at two ranks is slower, and slower still where many levels tie)
     high, low = float(ends[-count:].mean()), -float(ends[:count].mean())
     if max(high, low) < TAIL_TIE * min(high, low):
         high, low = float(np.maximum(off, 0.0).sum()), float(np.maximum(-off, 0.0).sum())
@@ -406,13 +425,13 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
         threshold = (otsu + 1) * top / 256  # the lowest ink level above the boundary of Otsu's two classes
         mask = levels > otsu
         if not mask.all():
-            peak = float(np.percentile(ink[mask], 90))
+            peak = float(_order(ink[mask], 0.9))
             # the paper's grain, measured away from the strokes' anti-aliased rims; none where there is no such paper
             away = ~_near(mask)
             paper_levels = _sample(ink)[_sample(away)]
             if not paper_levels.size:  # a sample of a page that is nearly all ink
                 paper_levels = ink[away]
-            noise = 1.4826 * float(np.median(np.abs(paper_levels - np.median(paper_levels)))) if paper_levels.size else 0.0
+            noise = 1.4826 * float(_order(np.abs(paper_levels - _order(paper_levels, 0.5)), 0.5)) if paper_levels.size else 0.0
             if peak * contrast >= MIN_CONTRAST and peak >= MIN_SNR * noise:
                 if scan:
                     # a stroke is the faint ink joined to a clear part (hysteresis): a blurred stroke stays whole
@@ -470,15 +489,17 @@ def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
         height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    boxed = np.clip(np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0.0, 1.0)
+    # reducing_gap: a box filter down to 3x the size first, then Lanczos: 3x faster, and every development set reads the same
+    shrunk = Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    boxed = np.clip(np.asarray(shrunk, dtype=np.float32), 0.0, 1.0)
     boxed /= max(float(boxed.max()), 1e-6)  # MNIST's strokes reach full white whatever their width
     field = np.zeros((FIELD, FIELD), dtype=np.float32)
     total = boxed.sum()
     ys, xs = np.indices(boxed.shape)
     centre_y = (ys * boxed).sum() / total if total else boxed.shape[0] / 2
     centre_x = (xs * boxed).sum() / total if total else boxed.shape[1] / 2
-    top = int(np.clip(round(FIELD / 2 - centre_y), 0, FIELD - boxed.shape[0]))
-    left = int(np.clip(round(FIELD / 2 - centre_x), 0, FIELD - boxed.shape[1]))
+    top = min(max(round(FIELD / 2 - centre_y), 0), FIELD - boxed.shape[0])
+    left = min(max(round(FIELD / 2 - centre_x), 0), FIELD - boxed.shape[1])
     field[top : top + boxed.shape[0], left : left + boxed.shape[1]] = boxed
     return np.round(field * 255).astype(np.uint8)
 
@@ -494,6 +515,10 @@ def _stroke_width(mask: np.ndarray) -> float:
 
 
 def _digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows):  # the digit's box and the one-pixel rim _near adds: the rest of the image is no part of it
+        box = slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
+        ink, mask = ink[box], mask[box]
     return _field(ink * _near(mask), _stroke_width(mask))
 
 
