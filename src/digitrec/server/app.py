@@ -228,17 +228,18 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
                 "test_accuracy": provenance.get("test_accuracy"), "engine": loaded.engine.kind, "threshold": loaded.threshold,
                 "metadata": meta}
 
-    @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)")
-    async def predict_one(request: Request, preprocessed: bool = False, multi: bool = False) -> dict[str, Any]:
+    # The readings are plain JSON already: returned as responses, they skip FastAPI's encoder (70 us a reading)
+    @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any])
+    async def predict_one(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
         body = await _body(request, max_body, body_timeout)
         inputs = await _inputs(request, body, batch=False)
         if len(inputs) != 1:
             raise BadRequest(400, f"one image per request here ({len(inputs)} given); use /api/predict/batch for several")
         item_name, kind, value = inputs[0]
-        return await off_the_loop(lambda: reader.read(reader.prepare(kind, value, item_name), item_name, multi, preprocessed))
+        return JSONResponse(await off_the_loop(lambda: reader.read(reader.prepare(kind, value, item_name), item_name, multi, preprocessed)))
 
-    @app.post("/api/predict/batch", summary="read several images: one result per input, in order")
-    async def predict_batch(request: Request, preprocessed: bool = False, multi: bool = False) -> dict[str, Any]:
+    @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any])
+    async def predict_batch(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
         body = await _body(request, max_body, body_timeout)
         inputs = await _inputs(request, body, batch=True)
         if len(inputs) > MAX_BATCH:
@@ -253,7 +254,7 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
                     results.append({"error": str(e), "status": e.status})
             return results
 
-        return {"results": await off_the_loop(read_all)}
+        return JSONResponse({"results": await off_the_loop(read_all)})
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
