@@ -4,8 +4,9 @@
     python benchmarks/serve.py --malformed 0.2       # with 20 % malformed requests mixed in
     python benchmarks/serve.py --soak 600            # a 10-minute soak of the mix, with the server's memory
 
-The server runs in its own process (the bundled model unless --model); the load generator runs
-here, on the same machine, with --clients concurrent clients opening one new connection per request.
+The server runs in its own processes (the bundled model unless --model): one answers HTTP, and one
+reading process per core (or --workers) reads the images. The load generator runs here, on the
+same machine, with --clients concurrent clients opening one new connection per request.
 It sends a bounded number of requests (or runs for --soak seconds) and stops by itself.
 """
 
@@ -96,8 +97,11 @@ async def load(port: int, good: list[bytes], bad: list[bytes], share: float, cli
 
 
 def resident_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the server and its reading processes)."""
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+        own = next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return own + sum(resident_mb(child) for child in children)
 
 
 def report(name: str, results: list[tuple[int, float]], wall: float) -> None:
@@ -116,6 +120,7 @@ def main() -> None:
     parser.add_argument("--model", help="model to serve (default: the bundled one)")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, help="reading processes of the server (default: its own, one per core)")
     parser.add_argument("--malformed", type=float, default=0.0, help="share of malformed requests mixed in")
     parser.add_argument("--workloads", nargs="*", default=["page", "uploads"], choices=["page", "uploads"])
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run the mix this long instead, reporting the server's memory")
@@ -124,7 +129,8 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "digitrec", "serve", *([args.model] if args.model else []), "--port", str(port)]
+    command = [sys.executable, "-m", "digitrec", "serve", *([args.model] if args.model else []), "--port", str(port),
+               *(["--workers", str(args.workers)] if args.workers else [])]
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):

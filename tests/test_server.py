@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -129,6 +130,25 @@ def test_a_bad_request_is_a_4xx_with_a_json_error_saying_what_is_wrong(client: T
     assert message in response.json()["error"]
 
 
+def test_a_reading_process_that_dies_is_replaced_and_its_request_answered_503(model: Path):
+    """A decoder that crashes (here: a reader killed) costs the requests in flight, never the server."""
+    import multiprocessing
+    import signal
+
+    digits, _ = synthetic_digits(1, seed=5)
+    headers = {"Content-Type": "image/png"}
+    others = set(multiprocessing.active_children())  # other apps' readers
+    with TestClient(create_app(model, workers=1)) as client:  # the app's lifespan: its reader starts with it
+        assert client.post("/api/predict", content=_canvas(digits[0]), headers=headers).status_code == 200
+        (reader,) = set(multiprocessing.active_children()) - others
+        os.kill(reader.pid, signal.SIGKILL)
+        reader.join(10)
+        stopped = client.post("/api/predict", content=_canvas(digits[0]), headers=headers)
+        assert stopped.status_code == 503 and "restarted" in stopped.json()["error"]
+        again = client.post("/api/predict", content=_canvas(digits[0]), headers=headers)
+        assert again.status_code == 200 and again.json()["digit"] in range(10)
+
+
 def test_wrong_methods_and_paths_answer_json_errors(client: TestClient):
     assert client.get("/api/predict").status_code == 405 and "error" in client.get("/api/predict").json()
     assert client.get("/nowhere").status_code == 404 and "error" in client.get("/nowhere").json()
@@ -177,7 +197,7 @@ def test_the_real_server_answers_over_http_and_times_out_a_slow_client(model: Pa
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert "with 2 processes" in server.stderr.read().decode()
+    assert "with 2 reading processes" in server.stderr.read().decode()
 
 
 def test_a_bad_address_busy_port_or_worker_count_is_one_line_before_anything_loads(capsys: pytest.CaptureFixture):
@@ -191,7 +211,7 @@ def test_a_bad_address_busy_port_or_worker_count_is_one_line_before_anything_loa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"digitrec: error: --host/--port: cannot listen on 127.0.0.1:{port}")
     assert cli.main(["serve", "--port", "0", "--workers", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "digitrec: error: --workers: 0 workers: at least one process must serve"
+    assert capsys.readouterr().err.strip() == "digitrec: error: --workers: 0 workers: at least one process must read"
 
 
 def test_a_served_model_reads_one_image_at_a_time_on_one_thread():

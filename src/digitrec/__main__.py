@@ -1,3 +1,4 @@
 from digitrec.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a reading process of `digitrec serve` is spawned from it
+    raise SystemExit(main())

@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -203,34 +202,21 @@ def _check_address(host: str, port: int) -> None:
         raise DigitrecError(f"cannot listen on {host}:{port} ({e.strerror or e})", "--host/--port") from None
 
 
-def _cores() -> int:
-    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
-    return len(os.sched_getaffinity(0))
-
-
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from digitrec.server import app as server
+    from digitrec.server import create_app
 
     _check_address(args.host, args.port)
-    if args.workers < 1:
-        raise DigitrecError(f"{args.workers} workers: at least one process must serve", "--workers")
     limits = {name: value for name, value in (("max_body", args.max_body), ("max_pixels", args.max_pixels), ("body_timeout", args.timeout))
               if value is not None}  # unset: the app's own defaults
-    options = {"model": str(Path(args.model).resolve()) if args.model else None, "threshold": args.threshold, **limits}
-    app = server.create_app(**options)  # in this process: a bad model is one line here, before any worker starts
+    app = create_app(args.model, workers=args.workers, threshold=args.threshold, **limits)
     _say_bundled(args.model)
-    print(f"digitrec: serving the page and the API on http://{args.host}:{args.port} with {args.workers} "
-          f"process{'es' if args.workers > 1 else ''} (Ctrl+C stops)", file=sys.stderr, flush=True)
-    settings = {"host": args.host, "port": args.port, "log_level": "warning", "timeout_keep_alive": 5,
-                "limit_concurrency": args.max_connections}
-    if args.workers == 1:
-        uvicorn.run(app, **settings)
-    else:
-        del app  # each worker process makes its own
-        os.environ[server.OPTIONS_VARIABLE] = json.dumps(options)
-        uvicorn.run(f"{server.__name__}:from_environment", factory=True, workers=args.workers, **settings)
+    workers = app.state.workers
+    readers = f"{workers} reading process{'es' if workers > 1 else ''}"
+    print(f"digitrec: serving the page and the API on http://{args.host}:{args.port} with {readers} (Ctrl+C stops)",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5, limit_concurrency=args.max_connections)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -389,10 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image in pixels, checked before decoding (default 40 million; more: 413)")
     v.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time a client has to send its request body (default 10 s; slower: 408)")
-    v.add_argument("--workers", type=int, default=_cores(), metavar="N",
-                   help=f"processes serving on the port, each reading one image at a time (default: one per core, here {_cores()})")
+    v.add_argument("--workers", type=int, metavar="N",
+                   help="processes reading images, each with its own copy of the model (default: one per core)")
     v.add_argument("--max-connections", type=int, default=1000, metavar="N",
-                   help="connections each process serves at once; more are answered 503 (default 1000)")
+                   help="connections served at once; more are answered 503 (default 1000)")
     v.set_defaults(run=_serve)
 
     x = commands.add_parser("export", help="export a model to ONNX")

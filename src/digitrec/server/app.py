@@ -1,8 +1,9 @@
 """The REST API and the draw-a-digit page, as one FastAPI application over :class:`digitrec.predict.Predictor`.
 
-The model is loaded once when the app is made. Reading an image runs in the app's one reading
-thread, so a slow decode never stalls the event loop; ``digitrec serve --workers N`` runs N such
-processes on one port to use N cores. Every bad request gets a 4xx answer with a JSON body
+One process answers HTTP; reading images is CPU-bound Python that holds the GIL, so it runs in a
+pool of reading processes (one per core by default), each with its own copy of the model, taking
+inputs from one shared queue: every core reads, no reader idles while another has a backlog, and
+a slow decode never stalls the event loop. Every bad request gets a 4xx answer with a JSON body
 ``{"error": "..."}`` that says what was wrong; no request can make the server answer with a
 stack trace.
 """
@@ -13,11 +14,14 @@ import asyncio
 import base64
 import io
 import json
+import multiprocessing
 import os
+import signal
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,6 @@ MAX_BODY = 5_000_000  # bytes in one request
 MAX_PIXELS = 40_000_000  # pixels in one decoded image: a 40 MP photo passes, a decompression bomb does not
 BODY_TIMEOUT = 10.0  # seconds for a client to send its whole body
 MAX_BATCH = 64  # inputs in one batch request
-OPTIONS_VARIABLE = "DIGITREC_SERVE"  # how `digitrec serve --workers N` hands create_app's options to each worker process
 
 
 class BadRequest(Exception):
@@ -48,6 +51,16 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # raised in a reading process, re-raised in the server's
+        return BadRequest, (self.status, str(self))
+
+
+class ReaderStopped(Exception):
+    """A reading process died under an input (killed, or a decoder crashed): 503, and the pool starts afresh."""
+
+    def __str__(self) -> str:
+        return "the reading process stopped while reading this input; it has been restarted: send it again"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -81,12 +94,22 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0))
+
+
+def _model_name(loaded: predict.Predictor) -> str:
+    source = Path(loaded.engine.source)
+    return loaded.meta.get("name") or (source.parent.name if source.stem == "final" else source.name)  # a run: its folder
+
+
 class Reader:
     """Turns request bodies into inputs for the predictor and readings into JSON."""
 
-    def __init__(self, reader: predict.Predictor, model_name: str, max_pixels: int):
+    def __init__(self, reader: predict.Predictor, max_pixels: int):
         self.reader = reader
-        self.model_name = model_name
+        self.model_name = _model_name(reader)
         self.max_pixels = max_pixels
 
     def image(self, blob: bytes, name: str) -> bytes:
@@ -179,33 +202,80 @@ async def _inputs(request: Request, body: bytes, batch: bool) -> list[tuple[str,
                           "a multipart form with the field 'file', or JSON {\"pixels\": [...]}")
 
 
-def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
-               body_timeout: float = BODY_TIMEOUT, threshold: float = predict.UNCERTAIN_BELOW) -> FastAPI:
-    """The page and the API over one model (None: the bundled one), loaded now."""
-    loaded = predict.load(model, threshold=threshold, threads=1)
-    meta = loaded.meta
-    source = Path(loaded.engine.source)
-    name = meta.get("name") or (source.parent.name if source.stem == "final" else source.name)  # a run is named by its folder
-    reader = Reader(loaded, name, max_pixels)
-    # One image read at a time per process: the work is CPU-bound and mostly holds the GIL, so more
-    # threads only contend (measured: 8.4 ms of CPU per canvas with anyio's pool of 40 threads, 5.6 ms
-    # with one). Processes (--workers) add cores.
-    reading = ThreadPoolExecutor(1, thread_name_prefix="digitrec-read")
+_reader: Reader | None = None  # a reading process's own, made by _start_reading
 
-    async def off_the_loop(work: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(reading, work)
+
+def _start_reading(model: str | None, threshold: float, max_pixels: int) -> None:
+    """Sets up a reading process: its copy of the model, run on one thread (the pool is the parallelism)."""
+    global _reader
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle: it stops the pool in order
+    _reader = Reader(predict.load(model, threshold=threshold, threads=1), max_pixels)
+
+
+def _read(kind: str, value: Any, name: str, multi: bool, preprocessed: bool) -> dict[str, Any]:
+    """One input of a request, read in a reading process."""
+    assert _reader is not None, "_start_reading sets up every reading process"
+    return _reader.read(_reader.prepare(kind, value, name), name, multi, preprocessed)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def create_app(model: str | Path | None = None, *, workers: int | None = None, max_body: int = MAX_BODY,
+               max_pixels: int = MAX_PIXELS, body_timeout: float = BODY_TIMEOUT,
+               threshold: float = predict.UNCERTAIN_BELOW) -> FastAPI:
+    """The page and the API over one model (None: the bundled one), read by ``workers`` processes (None: one per core).
+
+    The model is loaded here first, so that a bad one fails now, with one error; the reading
+    processes start with the app (or at its first reading) and load their own copies.
+    """
+    loaded = predict.load(model, threshold=threshold, threads=1)
+    meta, name = loaded.meta, _model_name(loaded)
+    workers = cores() if workers is None else workers
+    if workers < 1:
+        raise DigitrecError(f"{workers} workers: at least one process must read", "--workers")
+    options = (None if model is None else str(Path(model).resolve()), threshold, max_pixels)
+    pool: ProcessPoolExecutor | None = None
+
+    def readers() -> ProcessPoolExecutor:
+        nonlocal pool
+        if pool is None:  # spawned, not forked: the server's threads and open sockets stay out of the readers
+            pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_reading, options)
+        return pool
+
+    async def read(kind: str, value: Any, item_name: str, multi: bool, preprocessed: bool) -> dict[str, Any]:
+        nonlocal pool
+        current = readers()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(current, _read, kind, value, item_name, multi, preprocessed)
+        except BrokenProcessPool:
+            # a reading process died (killed, or a decoder crashed): the next request gets a fresh pool
+            if pool is current:
+                pool = None
+                current.shutdown(wait=False, cancel_futures=True)
+            raise ReaderStopped() from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        # every reading process started and its model loaded before the first request is taken
+        await asyncio.gather(*(loop.run_in_executor(readers(), _ready) for _ in range(workers)))
         yield
-        reading.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
                   version=str(meta.get("versions", {}).get("digitrec", "")), lifespan=lifespan)
+    app.state.workers = workers
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
         return _error(error.status, str(error))
+
+    @app.exception_handler(ReaderStopped)
+    async def reader_stopped(request: Request, error: ReaderStopped) -> JSONResponse:
+        return _error(503, str(error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -226,7 +296,7 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
         provenance = meta.get("provenance", {})
         return {"name": name, "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
                 "test_accuracy": provenance.get("test_accuracy"), "engine": loaded.engine.kind, "threshold": loaded.threshold,
-                "metadata": meta}
+                "workers": workers, "metadata": meta}
 
     # The readings are plain JSON already: returned as responses, they skip FastAPI's encoder (70 us a reading)
     @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any])
@@ -236,7 +306,7 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
         if len(inputs) != 1:
             raise BadRequest(400, f"one image per request here ({len(inputs)} given); use /api/predict/batch for several")
         item_name, kind, value = inputs[0]
-        return JSONResponse(await off_the_loop(lambda: reader.read(reader.prepare(kind, value, item_name), item_name, multi, preprocessed)))
+        return JSONResponse(await read(kind, value, item_name, multi, preprocessed))
 
     @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any])
     async def predict_batch(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
@@ -245,16 +315,16 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
         if len(inputs) > MAX_BATCH:
             raise BadRequest(413, f"{len(inputs)} inputs; at most {MAX_BATCH} in one batch")
 
-        def read_all() -> list[dict[str, Any]]:
-            results = []
-            for item_name, kind, value in inputs:
-                try:
-                    results.append(reader.read(reader.prepare(kind, value, item_name), item_name, multi, preprocessed))
-                except BadRequest as e:  # one bad input gets its own error; the others are still read
-                    results.append({"error": str(e), "status": e.status})
-            return results
+        async def one(item_name: str, kind: str, value: Any) -> dict[str, Any]:
+            try:
+                return await read(kind, value, item_name, multi, preprocessed)
+            except BadRequest as e:  # one bad input gets its own error; the others are still read
+                return {"error": str(e), "status": e.status}
+            except ReaderStopped as e:
+                return {"error": str(e), "status": 503}
 
-        return JSONResponse({"results": await off_the_loop(read_all)})
+        # the inputs spread over the reading processes, and come back in order
+        return JSONResponse({"results": await asyncio.gather(*(one(*item) for item in inputs))})
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -263,7 +333,3 @@ def create_app(model: str | Path | None = None, *, max_body: int = MAX_BODY, max
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
-
-def from_environment() -> FastAPI:
-    """The app of one of `digitrec serve --workers N`'s processes, made with the options the command put in ``DIGITREC_SERVE``."""
-    return create_app(**json.loads(os.environ[OPTIONS_VARIABLE]))
