@@ -255,11 +255,15 @@ def _toward_ink(planes: np.ndarray) -> tuple[np.ndarray, float]:
     border = np.concatenate([planes[:, 0], planes[:, -1], planes[:, :, 0], planes[:, :, -1]], axis=1)
     paper = _order(border, 0.5)
     offset = _sample(planes) - paper[:, None, None]  # the axis is found on a sample, then every pixel projected onto it
-    distance = np.square(offset).sum(axis=0)
-    far = offset[:, (distance >= _order(distance.ravel(), 1.0 - FAR_FRACTION)) & (distance > 0)]
+    distance = np.square(offset).sum(axis=0).ravel()
+    least = max(float(_order(distance, 1.0 - FAR_FRACTION)), np.nextafter(np.float32(0), np.float32(1)))  # never the paper itself
+    far = offset.reshape(len(planes), -1)[:, np.flatnonzero(distance >= least)]  # (indices, not a mask: 4x faster here)
     if far.shape[1] == 0:
         return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
-    spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
+    if len(planes) == 1:  # grey: the axis is the one there is (what eigh gives for 1x1, at a tenth of the cost)
+        spread, directions = np.array([float(np.mean(np.square(far)))]), np.ones((1, 1))
+    else:
+        spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
     length = float(np.sqrt(max(spread[-1], 0.0)))
     if length < 1e-6:
         return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
@@ -279,7 +283,7 @@ class _Paper(NamedTuple):
         height, width = level.shape
         block = max(2, round(max(height, width) / 10))
         # an even sample of each block's pixels, the image's edge repeated where the last blocks run past it
-        within = np.arange(0, block, -(-block // 16))  # at most 16 a side
+        within = np.arange(0, block, -(-block // 8))  # at most 8 a side
         rows = np.minimum(np.arange(-(-height // block))[:, None] * block + within, height - 1)
         cols = np.minimum(np.arange(-(-width // block))[:, None] * block + within, width - 1)
         samples = level[rows.ravel()][:, cols.ravel()].reshape(len(rows), len(within), len(cols), len(within))
@@ -361,7 +365,8 @@ class _Components(NamedTuple):
 
 
 def _label(mask: np.ndarray) -> _Components:
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    # 16-bit labels: enough for any mask of WORK_PIXELS (at most a quarter of its pixels are separate), and faster
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
     area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
     area[0] = 0  # OpenCV's label 0 is the background
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
