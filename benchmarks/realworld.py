@@ -43,9 +43,9 @@ each pipeline showed the model, under ``DIR/<set>/<pipeline>/``; ``--misses`` li
 section gets wrong.
 
 Threads: one image at a time on one core is the target. NumPy's BLAS and OpenMP pools are limited to
-one thread (threadpoolctl), and so are OpenCV's and PyTorch's when digitrec has loaded them. ONNX
-Runtime's intra-op pool keeps its default (one thread per physical core): digitrec's OnnxEngine
-exposes no setting for it. The header says what was used.
+one thread (threadpoolctl), and so are OpenCV's and PyTorch's when digitrec has loaded them, and the
+model runs on one thread (``digitrec.load(..., threads=1)``, as each of `digitrec serve`'s reading
+processes runs it). The header says what was used.
 """
 
 from __future__ import annotations
@@ -437,7 +437,7 @@ def limit_threads(reader: Predictor) -> str:
         torch.set_num_threads(1)
     session = getattr(reader.engine, "session", None)
     ort = session.get_session_options().intra_op_num_threads if session is not None else None
-    parts = [f"ONNX Runtime intra-op {ort or 'default (one per physical core; OnnxEngine sets none)'}" if session is not None
+    parts = [f"ONNX Runtime intra-op {ort or 'default (one per physical core)'}" if session is not None
              else "ONNX Runtime not used",
              f"PyTorch {torch.get_num_threads()}" if torch is not None else "PyTorch not loaded",
              f"OpenCV {cv2.getNumThreads()}" if cv2 is not None else "OpenCV not loaded",
@@ -461,7 +461,7 @@ def main() -> None:
     parser.add_argument("--mnist", type=Path, default=devsets.DEFAULT_MNIST, help="folder of MNIST's IDX files")
     args = parser.parse_args()
 
-    reader = digitrec.load(args.model, threshold=args.threshold)
+    reader = digitrec.load(args.model, threshold=args.threshold, threads=1)
     bench = Bench(reader, args)
     with threadpool_limits(limits=1):
         threads = limit_threads(reader)
