@@ -314,7 +314,7 @@ def test_a_blurred_upscaled_scan_keeps_its_faint_strokes_whole() -> None:
 
 
 def test_narrow_ones_cropped_to_their_ink_are_ink_not_paper_grain() -> None:
-    """MNIST's own 1s cropped to their ink and shrunk to 16 px high: hardly any paper, nearly all of it the strokes' rim."""
+    """MNIST's own 1s cropped to their ink and shrunk to 16 px high: hardly any paper, some 3-4 px wide with none to measure."""
     from conftest import SHARED_MNIST
 
     from digitrec import data
@@ -322,8 +322,10 @@ def test_narrow_ones_cropped_to_their_ink_are_ink_not_paper_grain() -> None:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST not found in {SHARED_MNIST}")
     test = data.load_mnist("test", SHARED_MNIST, download=False)
-    for digit in test.images[test.labels == 1][:100]:
+    read = []
+    for digit in test.images[test.labels == 1]:
         rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
         crop = Image.fromarray(255 - digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
-        scan = crop.resize((max(1, round(crop.width * 16 / crop.height)), 16), Image.Resampling.BOX)
-        assert bounding_box(to_mnist(scan))[0] == 20
+        read.append(to_mnist(crop.resize((max(1, round(crop.width * 16 / crop.height)), 16), Image.Resampling.BOX)))
+    assert all(bounding_box(digit)[0] == 20 for digit in read[:100])
+    assert sum(not digit.any() for digit in read) <= 1  # of 1,135 (3 when the grain was measured on a few pixels)

@@ -40,6 +40,7 @@ FAR_FRACTION = 0.005  # the pixels farthest from the paper colour give the colou
 TAIL_TIE = 1.5  # ink's extreme within this factor of the other side's: a tie (see _ink_side)
 MIN_CONTRAST = 0.04  # ink must differ from the paper by ~10 grey levels, or the page is blank
 MIN_SNR = 5.0  # ... and by this many times the paper's noise, or it is grain, not ink
+MIN_PAPER = 32  # pixels of paper, away from the strokes, needed to measure its noise
 SPECK = 0.05  # components under this fraction of the largest one's area are dust or noise
 STROKE = 0.125  # MNIST's median pen width over the digit's longer side (by _stroke_width); thinner pens are thickened to it
 FINE = 4 * BOX  # a crop smaller than this is enlarged before thickening
@@ -436,7 +437,8 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
             paper_levels = _sample(ink)[_sample(away)]
             if not paper_levels.size:  # a sample of a page that is nearly all ink
                 paper_levels = ink[away]
-            noise = 1.4826 * float(_order(np.abs(paper_levels - _order(paper_levels, 0.5)), 0.5)) if paper_levels.size else 0.0
+            # too little paper to tell grain from ink (a crop of a 1 a few pixels wide): no grain to beat
+            noise = 1.4826 * float(_order(np.abs(paper_levels - _order(paper_levels, 0.5)), 0.5)) if paper_levels.size >= MIN_PAPER else 0.0
             if peak * contrast >= MIN_CONTRAST and peak >= MIN_SNR * noise:
                 if scan:
                     # a stroke is the faint ink joined to a clear part (hysteresis): a blurred stroke stays whole
