@@ -189,7 +189,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
     mode = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
     if image.mode != mode:
         image = image.convert(mode)
-    # through tobytes: np.asarray(image) takes a slower path, 3 ms more for a 1500x800 RGBA canvas
+    # through tobytes: np.asarray(image) is slower (a freshly decoded 1507x810 RGBA canvas: 5.3 ms against 4.3)
     shape = (image.height, image.width) + ((len(mode),) if len(mode) > 1 else ())
     pixels = np.frombuffer(image.tobytes(), np.uint8).reshape(shape)
     k = math.ceil(math.sqrt(pixels.shape[0] * pixels.shape[1] / WORK_PIXELS))
@@ -232,8 +232,9 @@ def _backdrop(colour: np.ndarray, opaque: np.ndarray) -> np.ndarray:
 def _order(values: np.ndarray, fraction: float) -> np.ndarray:
     """The value at ``fraction`` of the way up the sorted last axis (nearest rank; 0.5: the median).
 
-    A single ``np.partition``: several times faster than ``np.median`` or ``np.quantile``, whose
-    interpolation between neighbours changes nothing at the pixel counts met here.
+    Several times faster than ``np.median`` or ``np.quantile``, whose interpolation between
+    neighbours changes nothing at the pixel counts met here. One row is sorted: a partition stalls
+    where many levels tie (a canvas's flat paper), a SIMD sort does not; rows of blocks are partitioned.
     """
     rank = min(values.shape[-1] - 1, int(fraction * values.shape[-1]))
     return (np.sort(values) if values.ndim == 1 else np.partition(values, rank, axis=-1))[..., rank]
@@ -261,10 +262,7 @@ def _toward_ink(planes: np.ndarray) -> tuple[np.ndarray, float]:
     far = offset.reshape(len(planes), -1)[:, np.flatnonzero(distance >= least)]  # (indices, not a mask: 4x faster here)
     if far.shape[1] == 0:
         return np.zeros(planes.shape[1:], dtype=np.float32), 0.0
-    if len(planes) == 1:  # grey: the axis is the one there is (what eigh gives for 1x1, at a tenth of the cost)
-        spread, directions = np.array([float(np.mean(np.square(far)))]), np.ones((1, 1))
-    else:
-        spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
+    spread, directions = np.linalg.eigh(far @ far.T / far.shape[1])
     length = float(np.sqrt(max(spread[-1], 0.0)))
     if length < 1e-6:
         return np.zeros(planes.shape[1:], dtype=np.float32), 0.0

@@ -223,6 +223,8 @@ class Predictor:
             reading = self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
+        if folder is None and trace is None:
+            return reading
         name = _output_name(source, index)
         if folder is not None:
             for number, piece in enumerate(pieces):
