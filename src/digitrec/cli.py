@@ -86,6 +86,21 @@ def _ensemble(args: argparse.Namespace) -> None:
     print(f"ensemble:      {result.final}")
 
 
+def _experiment(args: argparse.Namespace) -> None:
+    from digitrec import experiments
+
+    experiment = experiments.load(args.file)
+    out = Path(args.out) if args.out else Path("runs") / "experiments" / experiment.name
+    report_dir = Path(args.report) if args.report else Path("reports") / experiment.name
+    if args.dry_run:
+        planned = experiments.plan(experiment, out)
+        print(f"{experiment.title}: {len(planned)} runs under {out}")
+        print(experiments.describe(planned, experiments.estimate_seconds(planned)))
+        return
+    page = experiments.run(experiment, out, report_dir, force=args.force, device=args.device, progress=not args.quiet)
+    print(f"report: {page} (and experiment.md beside it)")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec import report
 
@@ -380,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-connections", type=int, default=1000, metavar="N",
                    help="connections served at once; more are answered 503 (default 1000)")
     v.set_defaults(run=_serve)
+
+    r = commands.add_parser("experiment", help="train the runs an experiment file lists (once each) and compare them in one report")
+    r.add_argument("file", metavar="FILE.toml", help="the experiment: [[run]] and [[grid]] tables (see experiments/ for examples)")
+    r.add_argument("--out", help="folder for its run directories (default: runs/experiments/NAME)")
+    r.add_argument("--report", help="folder for its report (default: reports/NAME)")
+    r.add_argument("--dry-run", action="store_true", help="list what would be trained, resumed or kept, and the time it would take")
+    r.add_argument("--force", action="store_true", help="train again the runs whose folders hold a different configuration")
+    r.add_argument("--device", default="auto", help=device_help)
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(run=_experiment)
 
     x = commands.add_parser("export", help="export a model to ONNX")
     x.add_argument("model", help="run directory or checkpoint")

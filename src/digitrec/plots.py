@@ -1,4 +1,4 @@
-"""Figures as PNG files: training curves, confusion matrix, digit grids, class histogram.
+"""Figures as PNG files: training curves, confusion matrix, digit grids, class histogram, comparisons of runs.
 
 Each function takes plain numbers or tensors and a path, writes the PNG and returns the path.
 """
@@ -103,17 +103,51 @@ def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Image
 
 
 def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
-    """Validation (or training) loss and accuracy of several runs, one line each."""
+    """Loss and accuracy of several runs overlaid, one colour each: validation solid, training dashed."""
     fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    for label, history in histories.items():
-        split = "val" if history and "val_accuracy" in history[0] else "train"
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, history) in enumerate(histories.items()):
+        colour = colours[index % len(colours)]
         epochs = [row["epoch"] for row in history]
-        loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], "-o", markersize=3, label=f"{label} ({split})")
-        acc_ax.plot(epochs, [row[f"{split}_accuracy"] for row in history], "-o", markersize=3, label=f"{label} ({split})")
+        for split, style in (("train", "--"), ("val", "-")):
+            if history and f"{split}_accuracy" in history[0]:
+                name = f"{label} ({'validation' if split == 'val' else 'training'})"
+                line = {"color": colour, "marker": "o", "markersize": 3, "label": name}
+                loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, **line)
+                acc_ax.plot(epochs, [row[f"{split}_accuracy"] for row in history], style, **line)
     for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+    loss_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     acc_ax.set_xlabel("epoch")
     acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(fig, path)
+
+
+def per_class_accuracy(accuracies: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """Each run's accuracy on each digit, side by side: one row per run, one column per digit, the number in each cell."""
+    names = list(accuracies)
+    values = np.array([accuracies[name] for name in names], dtype=np.float64) * 100
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * len(names)))
+    low = min(float(values.min()), 99.0)
+    ax.imshow(values, cmap="RdYlGn", vmin=low, vmax=100, aspect="auto")
+    ax.set_xticks(range(values.shape[1]), [str(d) for d in range(values.shape[1])])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("digit")
+    for (row, col), value in np.ndenumerate(values):
+        ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=8)
+    ax.set_title("Accuracy per digit (%)")
+    return _save(fig, path)
+
+
+def accuracy_against_time(points: dict[str, tuple[float, float]], path: str | Path) -> Path:
+    """Test accuracy (%) against training time (s), one labelled point per run: what each point of accuracy costs."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, (seconds, accuracy) in points.items():
+        ax.plot(seconds, accuracy * 100, "o")
+        ax.annotate(name, (seconds, accuracy * 100), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training time on this machine (s, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, path)

@@ -99,16 +99,97 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", *(f"{note}  " for note in COMPARE_NOTES), *(["", "![curves](curves.png)"] if figure else []), ""]
     atomic_write(out_dir / "compare.md", "\n".join(lines).encode())
-    notes = "".join(f"<p>{html.escape(note.replace('`', ''))}</p>" for note in COMPARE_NOTES)
-    image = f"<img alt='curves' src='data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}'>" if figure else ""
-    page = "\n".join([
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>digitrec comparison</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}",
-        "td,th{border:1px solid #ccc;padding:4px 10px}img{max-width:100%}</style></head><body><h1>Comparison</h1>",
-        _table(rows, COMPARE_HEADER), notes, image, "</body></html>",
-    ])
+    notes = [f"<p>{html.escape(note.replace('`', ''))}</p>" for note in COMPARE_NOTES]
+    page = _page("Comparison", [_table(rows, COMPARE_HEADER), *notes, *([_figure("Curves", figure)] if figure else [])], 1100)
     atomic_write(out_dir / "compare.html", page.encode())
     return out_dir / "compare.html"
+
+
+EXPERIMENT_HEADER = ["run", "model", "parameters", "epochs", "train s", "best val acc", "test acc", "precision", "recall", "F1",
+                     "errors", "published", "difference"]
+
+
+def experiment_report(title: str, description: str, notes: str, runs: list[tuple[str, float | None, str, Path]],
+                      out: str | Path) -> Path:
+    """An experiment's report: one row per named run (mean ± sd over its seeds), curves, accuracy per digit and against time.
+
+    ``runs`` holds (name, published test accuracy in % or None, where that figure is from, run directory)
+    for every seed of every run; each run directory has been evaluated. The best mean test accuracy is
+    marked. Writes ``experiment.md`` with its figures and a self-contained ``experiment.html``.
+    """
+    from digitrec import plots
+    from digitrec.checkpoint import read_metadata
+
+    out_dir = check_writable_dir(out)
+    by_name: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    published: dict[str, tuple[float | None, str]] = {}
+    for name, figure, source, run_dir in runs:
+        metrics = read_json(default_report_dir(run_dir) / "metrics.json", "an evaluation report")
+        by_name.setdefault(name, []).append((run_dir, metrics))
+        published[name] = (figure, source)
+    summaries = {name: _run_summary(seeds, read_metadata(seeds[0][0] / FINAL)) for name, seeds in by_name.items()}
+    best = max(summaries, key=lambda name: summaries[name]["accuracy"][0])
+    rows = []
+    for name, summary in summaries.items():
+        mean, sd, count = summary["accuracy"]
+        figure, _ = published[name]
+        rows.append([f"{name} (best)" if name == best else name, summary["model"], f"{summary['parameters']:,}", summary["epochs"],
+                     f"{summary['seconds']:.0f}", summary["best_val"], _mean_sd(mean, sd, count), *summary["macro"],
+                     f"{summary['errors']:.0f}" if count == 1 else f"{summary['errors']:.1f}",
+                     f"{figure:.2f} %" if figure is not None else NOT_APPLICABLE,
+                     f"{mean * 100 - figure:+.2f}" if figure is not None else NOT_APPLICABLE])
+    sources = [f"{name}: {source}" for name, (figure, source) in published.items() if figure is not None and source]
+    histories = {name: read_history(seeds[0][0]) for name, seeds in by_name.items()}
+    figures = {
+        "Training curves (the first seed of each run)": plots.compare_curves({k: v for k, v in histories.items() if v},
+                                                                              out_dir / "curves.png"),
+        "Accuracy per digit (mean over seeds)": plots.per_class_accuracy(
+            {name: s["per_class"] for name, s in summaries.items()}, out_dir / "per-class.png"),
+        "Test accuracy against training time (mean over seeds)": plots.accuracy_against_time(
+            {name: (s["seconds"], s["accuracy"][0]) for name, s in summaries.items()}, out_dir / "accuracy-time.png"),
+    }
+    legend = ["Test accuracy is on the test set, as mean ± sd over seeds where there are several (n = seeds); it chose nothing.",
+              "train s: training time per run on the machine that ran it; best val acc: the best epoch on the held-out split "
+              f"(`{NOT_APPLICABLE}` without one); precision, recall and F1 are macro averages; "
+              "difference: ours minus published, in points."]
+    lines = [f"# {title}", "", *([description, ""] if description else []), "| " + " | ".join(EXPERIMENT_HEADER) + " |",
+             "|" + "---|" * len(EXPERIMENT_HEADER), *("| " + " | ".join(row) + " |" for row in rows),
+             "", *(f"{line}  " for line in legend), *(["", "Published figures: " + "; ".join(sources) + "."] if sources else []),
+             *(["", notes] if notes else [])]
+    for caption, path in figures.items():
+        lines += ["", f"## {caption}", "", f"![{caption}]({path.name})"]
+    atomic_write(out_dir / "experiment.md", ("\n".join(lines) + "\n").encode())
+    parts = [*([f"<p>{html.escape(description)}</p>"] if description else []), _table(rows, EXPERIMENT_HEADER),
+             *(f"<p>{html.escape(line.replace('`', ''))}</p>" for line in legend),
+             *([f"<p>Published figures: {html.escape('; '.join(sources))}.</p>"] if sources else []),
+             *([f"<p>{html.escape(notes)}</p>"] if notes else []), *(_figure(caption, path) for caption, path in figures.items())]
+    atomic_write(out_dir / "experiment.html", _page(title, parts, 1200).encode())
+    return out_dir / "experiment.html"
+
+
+def _run_summary(seeds: list[tuple[Path, dict[str, Any]]], meta: dict[str, Any]) -> dict[str, Any]:
+    """One named run over its seeds: means (and the test accuracy's sd) of what the table and figures show."""
+    import statistics
+
+    accuracies = [metrics["accuracy"] for _, metrics in seeds]
+    histories = [read_history(run_dir) for run_dir, _ in seeds]
+    best_vals = [max(row["val_accuracy"] for row in h) for h in histories if h and "val_accuracy" in h[0]]
+    epochs = sorted({len(h) for h in histories})
+    return {
+        "model": meta["architecture"],
+        "parameters": _parameter_count(meta) or 0,
+        "epochs": "/".join(map(str, epochs)),
+        "seconds": statistics.mean(h[-1]["elapsed"] if h else 0.0 for h in histories),
+        "best_val": f"{statistics.mean(best_vals):.2%}" if best_vals else NOT_APPLICABLE,
+        "accuracy": (statistics.mean(accuracies), statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0, len(accuracies)),
+        "macro": [f"{statistics.mean(m[key] for _, m in seeds):.4f}" for key in ("precision", "recall", "f1")],
+        "errors": statistics.mean(m["errors"] for _, m in seeds),
+        "per_class": [statistics.mean(m["per_class"][str(d)]["accuracy"] for _, m in seeds) for d in range(10)],
+    }
+
+
+def _mean_sd(mean: float, sd: float, count: int) -> str:
+    return f"{mean:.2%}" if count == 1 else f"{mean * 100:.2f} ± {sd * 100:.2f} % (n = {count})"
 
 
 def _compared(path: Path) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
@@ -245,18 +326,20 @@ def _table(rows: list[list[str]] | list[tuple[str, str]], header: list[str] | No
     return f"<table>{head}{body}</table>"
 
 
+def _page(title: str, parts: list[str], width: int = 960) -> str:
+    """A self-contained HTML page: the title, then ``parts`` (HTML) in order."""
+    head = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title><style>",
+            f"body{{font-family:system-ui,sans-serif;max-width:{width}px;margin:2em auto;color:#222}}",
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}",
+            "img{max-width:100%}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    return "\n".join([*head, *parts, "</body></html>"]) + "\n"
+
+
+def _figure(caption: str, path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
+
+
 def _html(title: str, summary: list[tuple[str, str]], metrics: dict[str, Any], figures: dict[str, Path]) -> str:
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}",
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}",
-        "img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>", _table(summary),
-        "<h2>Per class</h2>", _table(_per_class_rows(metrics), PER_CLASS_HEADER),
-    ]
-    for caption, path in figures.items():
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    parts = [_table(summary), "<h2>Per class</h2>", _table(_per_class_rows(metrics), PER_CLASS_HEADER)]
+    return _page(title, parts + [_figure(caption, path) for caption, path in figures.items()])

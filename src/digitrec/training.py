@@ -231,6 +231,39 @@ def _read_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     return saved
 
 
+def progress(run_dir: str | Path) -> tuple[int, bool]:
+    """How many epochs a run directory has completed, and whether it is finished (resuming it would change nothing)."""
+    run_dir = Path(run_dir)
+    recipe = Recipe.from_dict(rundir.read_config(run_dir)["recipe"])
+    saved = _read_state(run_dir, recipe)
+    return (int(saved["epoch"]), bool(saved["finished"])) if saved else (0, False)
+
+
+def seconds_per_epoch(plan: Plan, data_spec: str = "mnist", data_dir: str | Path | None = None, steps: int = 4,
+                      device: str = "auto") -> float:
+    """An epoch's training time on this machine, from ``steps`` real steps of the plan's recipe after one to warm up.
+
+    The steps are those of :func:`train` (augmentation, outliers, the optimizer) on the data's own
+    digits; validation, which takes a few percent of an epoch, is left out.
+    """
+    dev = pick_device(device)
+    digits = data.load(data_spec, "train", data_dir)
+    recipe = plan.recipe
+    training_count = len(digits) - (round(len(digits) * recipe.validation) if recipe.validation else 0)
+    torch.manual_seed(0)
+    net = models.create(plan.model, **plan.arguments).to(dev, memory_format=torch.channels_last)
+    state = RunState(net, make_optimizer(recipe, net), LearningRate(recipe, steps + 1), EMA(net, recipe.ema) if recipe.ema else None,
+                     torch.Generator().manual_seed(0))
+    sample = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[: recipe.batch_size * (steps + 1)].numpy()
+    images, labels = torch.tensor(digits.images[sample], device=dev), torch.tensor(digits.labels[sample], device=dev)
+    strangers = outliers.bank(len(images) // OUTLIER_SHARE, 0).to(dev) if recipe.outliers else None
+    quiet = _progress(steps + 1, "", False)
+    _train_epoch(state, recipe, images[: recipe.batch_size], labels[: recipe.batch_size], 1, quiet, strangers)  # warm-up
+    started = time.perf_counter()
+    _train_epoch(state, recipe, images[recipe.batch_size :], labels[recipe.batch_size :], 1, quiet, strangers)
+    return (time.perf_counter() - started) / steps * math.ceil(training_count / recipe.batch_size)
+
+
 def _training_data(config: dict[str, Any]) -> data.Digits:
     digits = data.load(config["data"], "train", config.get("data_dir"))
     if not digits.labelled:

@@ -1,0 +1,143 @@
+"""Experiments: a TOML file of runs, each trained once, resumed when interrupted, compared in one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from digitrec import checkpoint, experiments, training
+from digitrec.errors import DigitrecError
+
+
+def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def small_study(tmp_path: Path, npz: Path, epochs: int = 2) -> Path:
+    data = f'"npz:{npz}"'
+    return write(tmp_path, f"""
+title = "Two small CNNs"
+data = {data}
+test = {data}
+seeds = [0, 1]
+[overrides]
+epochs = {epochs}
+batch_size = 64
+lr = 0.003
+optimizer = "adam"
+validation = 0.2
+[[run]]
+name = "cnn1"
+model = "seed001-cnn1"
+published = 98.5
+source = "seed 001, table 3"
+[[grid]]
+name = "cnn1-batch{{batch_size}}"
+model = "seed001-cnn1"
+seeds = [0]
+overrides = {{ batch_size = [32] }}
+""")
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("titel = 'x'\n[[run]]\nname = 'a'", "'titel'"),
+    ("[[run]]\nname = 'a'\nlr = 0.1", "'run[0].lr'"),
+    ("[[run]]\nmodel = 'fast'", "'run[0].name' is missing"),
+    ("seeds = 3\n[[run]]\nname = 'a'", "'seeds'"),
+    ("[[run]]\nname = 'a'\nseeds = [-1]", "'run[0].seeds'"),
+    ("[[run]]\nname = 'a/b'", "'run[0].name'"),
+    ("[[run]]\nname = 'a'\n[[run]]\nname = 'a'", "two runs are named 'a'"),
+    ("[[run]]\nname = 'a'\nmodel = 'nosuch'", "unknown model 'nosuch'"),
+    ("[[run]]\nname = 'a'\noverrides = { lrr = 0.1 }", "unknown recipe field 'lrr'"),
+    ("[[run]]\nname = 'a'\noverrides = { lr = -1.0 }", "lr: must be"),
+    ("[[run]]\nname = 'a'\npublished = 'high'", "'run[0].published'"),
+    ("[[grid]]\nname = '{lr}-{momentum}'\noverrides = { lr = [0.1] }", "'grid[0].name'"),
+    ("[[grid]]\nmodel = []", "'grid[0].model' is an empty list"),
+    ("title = ", "not valid TOML"),
+    ("title = 'no runs'", "no runs"),
+])
+def test_a_bad_experiment_file_is_one_line_naming_the_key(tmp_path: Path, text: str, named: str):
+    path = write(tmp_path, text)
+    with pytest.raises(DigitrecError) as caught:
+        experiments.load(path)
+    message = str(caught.value)
+    assert named in message and str(path) in message and "\n" not in message
+
+
+def test_a_grid_is_every_combination_of_its_lists_with_the_common_overrides(tmp_path: Path):
+    study = experiments.load(write(tmp_path, """
+seeds = [0, 1]
+[overrides]
+epochs = 3
+[[grid]]
+name = "{model}-lr{lr}"
+model = ["fast", "balanced"]
+overrides = { lr = [0.2, 0.4] }
+"""))
+    assert [run.name for run in study.runs] == ["fast-lr0.2", "fast-lr0.4", "balanced-lr0.2", "balanced-lr0.4"]
+    assert all(run.plan.recipe.epochs == 3 and run.seeds == (0, 1) for run in study.runs)
+    assert [run.plan.recipe.lr for run in study.runs] == [0.2, 0.4, 0.2, 0.4]
+    assert study.runs[2].plan.arguments["widths"] == [32, 64, 128]  # the balanced preset's net
+
+
+def test_an_experiment_trains_each_run_once_resumes_an_interrupted_one_and_reports(tmp_path: Path, synthetic_npz: Path):
+    study = experiments.load(small_study(tmp_path, synthetic_npz))
+    out, report_dir = tmp_path / "runs", tmp_path / "report"
+    # seed 1 of cnn1 is interrupted in its second epoch: the experiment must continue it, not start it again
+    def interrupt_in_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(study.runs[0].plan, data_spec=study.runs[0].data, out=out / "cnn1" / "seed-1", seed=1, progress=False,
+                       log=interrupt_in_epoch_2)
+    before = {item.label: (item.status, item.done) for item in experiments.plan(study, out)}
+    assert before == {"cnn1/seed-0": ("new", 0), "cnn1/seed-1": ("resume", 1), "cnn1-batch32/seed-0": ("new", 0)}
+
+    lines: list[str] = []
+    page = experiments.run(study, out, report_dir, progress=False, log=lines.append)
+    assert any("cnn1/seed-1: resuming after epoch 1" in line for line in lines)
+    assert checkpoint.read_metadata(out / "cnn1" / "seed-1" / "final.safetensors")["epoch"] == 2
+    assert {item.status for item in experiments.plan(study, out)} == {"finished"}
+
+    markdown = (report_dir / "experiment.md").read_text()
+    assert "| cnn1 |" in markdown or "| cnn1 (best) |" in markdown
+    assert "(n = 2)" in markdown and "98.50 %" in markdown  # two seeds' mean ± sd, beside the published figure
+    assert markdown.count("(best)") == 1
+    assert {"curves.png", "per-class.png", "accuracy-time.png", "experiment.html"} <= {p.name for p in report_dir.iterdir()}
+    assert "data:image/png;base64," in page.read_text()  # one self-contained file
+
+    # run again: nothing is trained, nothing is rewritten
+    finals = {p: p.stat().st_mtime_ns for p in out.rglob("final.safetensors")}
+    lines.clear()
+    experiments.run(study, out, report_dir, progress=False, log=lines.append)
+    assert all("kept" in line for line in lines) and len(lines) == 3
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("final.safetensors")} == finals
+
+
+def test_a_run_whose_recipe_changed_is_refused_until_forced(tmp_path: Path, synthetic_npz: Path):
+    out = tmp_path / "runs"
+    first = experiments.load(small_study(tmp_path, synthetic_npz, epochs=1))
+    experiments.run(first, out, tmp_path / "report", progress=False, log=lambda line: None)
+    changed = experiments.load(small_study(tmp_path, synthetic_npz, epochs=2))
+    assert {item.status for item in experiments.plan(changed, out)} == {"differs"}
+    with pytest.raises(DigitrecError, match=r"holds a different run .*recipe.*--force"):
+        experiments.run(changed, out, tmp_path / "report", progress=False, log=lambda line: None)
+    assert checkpoint.read_metadata(out / "cnn1" / "seed-0" / "final.safetensors")["epoch"] == 1  # nothing was lost
+    experiments.run(changed, out, tmp_path / "report", force=True, progress=False, log=lambda line: None)
+    assert checkpoint.read_metadata(out / "cnn1" / "seed-0" / "final.safetensors")["epoch"] == 2
+
+
+def test_the_cli_dry_run_lists_every_run_with_its_time_and_trains_nothing(tmp_path: Path, synthetic_npz: Path):
+    path = small_study(tmp_path, synthetic_npz)
+    result = run_cli("experiment", str(path), "--out", str(tmp_path / "runs"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "cnn1/seed-0" in result.stdout and "cnn1-batch32/seed-0" in result.stdout and "to train" in result.stdout
+    assert "total still to train: ~" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    bad = run_cli("experiment", str(write(tmp_path, "[[run]]\nname = 'a'\nlr = 1", "bad.toml")))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'run[0].lr'" in bad.stderr
