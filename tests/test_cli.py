@@ -66,8 +66,10 @@ def test_train_then_evaluate_writes_a_report_and_json_metrics(tmp_path: Path, sy
     assert {"precision", "recall", "f1", "per_class", "confusion_matrix"} <= set(metrics)
     assert sum(map(sum, metrics["confusion_matrix"])) == 200
     page = (run / "report" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # confusion, mistakes, curves: self-contained
-    assert "Per class" in (run / "report" / "report.md").read_text()
+    # confusion, mistakes, curves, attributions and at least one layer's feature maps, inlined: self-contained
+    assert page.count("data:image/png;base64,") >= 5
+    markdown = (run / "report" / "report.md").read_text()
+    assert "Per class" in markdown and "What the model looks at" in markdown and "feature maps" in markdown
     metrics_only = run_cli("evaluate", str(run), "--data", f"npz:{synthetic_npz}", "--no-report", "--out", str(tmp_path / "none"))
     assert metrics_only.returncode == 0 and "accuracy" in metrics_only.stdout
     assert not (tmp_path / "none").exists()

@@ -692,6 +692,23 @@ def test_split_holds_out_the_fraction_of_every_class_within_one_image(unbalanced
         assert abs(held_out[digit] - fraction * totals[digit]) <= 1, f"class {digit}"
 
 
+def test_the_last_split_holds_out_the_end_as_keras_validation_split_does(unbalanced_labels: np.ndarray) -> None:
+    train, validation = data.holdout_split(unbalanced_labels, 0.1, seed=3, how="last")
+    split_at = int(len(unbalanced_labels) * (1 - 0.1))  # Keras: x[:split_at] trains, x[split_at:] validates
+    assert train.tolist() == list(range(split_at)) and validation.tolist() == list(range(split_at, len(unbalanced_labels)))
+    assert data.holdout_split(unbalanced_labels, 0.1, seed=4, how="last")[1].tolist() == validation.tolist()  # no seed in it
+
+
+def test_kaggle_mnist_is_kaggles_train_csv_rebuilt_from_mnist_with_mnists_labelled_test(mnist_dir: Path) -> None:
+    train = data.load("kaggle-mnist", "train", mnist_dir)
+    mnist = data.load_mnist("train", mnist_dir)
+    assert train.name == "train.csv" and len(train) == 42_000  # through the CSV reader, as many digits as Kaggle's
+    assert np.array_equal(train.images, mnist.images[:42_000]) and np.array_equal(train.labels, mnist.labels[:42_000])
+    kaggle_test = data.load_kaggle_csv(data.kaggle_from_mnist(mnist_dir) / "test.csv")
+    assert len(kaggle_test) == 10_000 and not kaggle_test.labelled
+    assert data.load("kaggle-mnist", "test", mnist_dir).name == "mnist-test"
+
+
 def test_split_parts_are_disjoint_and_cover_every_image(unbalanced_labels: np.ndarray) -> None:
     train, validation = data.stratified_split(unbalanced_labels, 0.2, seed=3)
 

@@ -51,6 +51,14 @@ def test_kaggle_data_holds_out_a_tenth_unless_the_recipe_says_otherwise():
     assert plans.resolve("fast").recipe.validation == 0.0
 
 
+def test_a_seed_model_trains_on_its_reports_data_unless_told_otherwise():
+    assert plans.resolve("seed004").data == "kaggle-mnist"  # Kaggle's train.csv, rebuilt from MNIST
+    assert plans.resolve("seed000-v2").data == "kaggle-mnist"
+    assert plans.resolve("seed002").data == "mnist" and plans.resolve("fast").data == "mnist"
+    assert plans.resolve("seed004", data="mnist").data == "mnist"
+    assert plans.resolve("seed003-original", data="kaggle-mnist").recipe.validation == 0.1  # Kaggle's CSV: a tenth held out
+
+
 def test_the_api_trains_the_presets_the_readme_leads_with(tmp_path: Path, synthetic_npz: Path):
     quiet = {"data_spec": f"npz:{synthetic_npz}", "progress": False, "log": lambda line: None}
     by_recipe = digitrec.train("digitnet", recipe="fast", out=tmp_path / "a", **quiet)

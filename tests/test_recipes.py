@@ -26,6 +26,7 @@ BAD_FIELDS = {
     "min_lr": [-1e-5],
     "rho": [1.5],
     "eps": [0],
+    "plain_epochs": [-1, 11, 0.5],  # at most the recipe's 10 epochs
 }
 BAD_JITTER = {"rotation": [math.nan, -5, 200], "zoom": [1.0, -0.1, math.nan], "shift": [1.0, math.inf], "elastic": [math.nan, -1],
               "elastic_sigma": [0]}
@@ -57,3 +58,5 @@ def test_unknown_optimizer_and_schedule_list_the_choices():
         replace(DIGITNET_RECIPE, optimizer="lion")
     with pytest.raises(DigitrecError, match="unknown schedule 'linear'"):
         replace(DIGITNET_RECIPE, schedule="linear")
+    with pytest.raises(DigitrecError, match="unknown split 'first'; choose from stratified, last"):
+        replace(DIGITNET_RECIPE, split="first")

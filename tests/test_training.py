@@ -71,6 +71,27 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path: Path, synthetic
         assert torch.equal(checkpoint.load(resumed.final).model(x), checkpoint.load(whole.final).model(x))
 
 
+def test_a_plain_phase_trains_without_augmentation_and_before_the_plateau_schedule_watches(tmp_path: Path, synthetic_npz: Path):
+    plain = replace(QUICK, epochs=2)
+    phased = replace(plain, epochs=3, plain_epochs=2, schedule="plateau", plateau_patience=0, plateau_factor=0.5,
+                     augment=Augment(rotation=10, shift=0.1))
+    first = _train(tmp_path, synthetic_npz, "plain", plain)
+    second = _train(tmp_path, synthetic_npz, "phased", phased)
+    assert numbers(second.history[:2]) == numbers(first.history)  # the first two epochs: no jitter, the same learning rate
+    assert second.history[2]["lr"] == QUICK.lr  # the plateau schedule's first watched epoch sets its best: no reduction yet
+
+
+def test_a_watched_test_set_is_measured_every_epoch_and_chooses_nothing(tmp_path: Path, synthetic_npz: Path):
+    recipe = replace(QUICK, validation=0.0)
+    plain = _train(tmp_path, synthetic_npz, "plain", recipe)
+    watched = _train(tmp_path, synthetic_npz, "watched", recipe, watch=f"npz:{synthetic_npz}")
+    assert all({"test_loss", "test_accuracy"} <= set(row) for row in watched.history)
+    assert numbers([{k: v for k, v in row.items() if not k.startswith("test_")} for row in watched.history]) == numbers(plain.history)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():  # the same weights: nothing was chosen by the test set
+        assert torch.equal(checkpoint.load(watched.final).model(x), checkpoint.load(plain.final).model(x))
+
+
 def test_keep_epochs_saves_every_epochs_model_and_elapsed_time(tmp_path: Path, synthetic_npz: Path):
     result = _train(tmp_path, synthetic_npz, keep_epochs=True)
     kept = sorted(p.name for p in result.run_dir.glob("epoch-*.safetensors"))

@@ -67,7 +67,7 @@ def train(model: str | None = None, recipe: str | Recipe | None = None, **option
 
     run_options = {k: options.pop(k) for k in ("data_spec", "data_dir", "out", "seed", "device", "keep_epochs", "progress", "log")
                    if k in options}
-    plan = plans.resolve(model, recipe, data=run_options.get("data_spec", "mnist"), **options)
+    plan = plans.resolve(model, recipe, data=run_options.pop("data_spec", None), **options)
     return training.train(plan, **run_options)
 
 

@@ -28,7 +28,8 @@ def _models(args: argparse.Namespace) -> None:
     print(f"{'name':<18} {'parameters':>11}  {'reported':<24} description")
     for name, spec in models.REGISTRY.items():
         count = "members'" if spec.composite else f"{models.parameter_count(spec.build()):,}"
-        print(f"{name:<18} {count:>11}  {spec.reported:<24} {spec.summary}")
+        trained_on = f" (trains on {spec.data})" if spec.data != "mnist" else ""
+        print(f"{name:<18} {count:>11}  {spec.reported:<24} {spec.summary}{trained_on}")
     print(f"\n{'recipe':<18} {'parameters':>11}  description")
     for name, preset in plans.PRESETS.items():
         count = models.parameter_count(models.create(preset.model, **preset.arguments))
@@ -60,18 +61,17 @@ def _train(args: argparse.Namespace) -> None:
     overrides = _recipe_options(args)
     if args.resume:
         others = {"--model": args.model, "--recipe": args.recipe, "--data": args.data, "--data-dir": args.data_dir, "--out": args.out,
-                  "--seed": args.seed, "--keep-epochs": args.keep_epochs or None}
+                  "--seed": args.seed, "--keep-epochs": args.keep_epochs or None, "--watch": args.watch}
         given = [flag for flag, value in others.items() if value is not None]
         given += ["--" + name.replace("_", "-") for name in overrides if name != "epochs"]
         if given:
             raise DigitrecError(RESUME_KEEPS, given[0])
         result = training.resume(args.resume, epochs=args.epochs, device=args.device, progress=not args.quiet)
     else:
-        data = args.data or "mnist"
         with _as_flags():
-            plan = plans.resolve(args.model, args.recipe, data=data, **overrides)
-        result = training.train(plan, data_spec=data, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
-                                keep_epochs=args.keep_epochs, progress=not args.quiet)
+            plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+        result = training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
+                                keep_epochs=args.keep_epochs, watch=args.watch, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
     print(f"final model:   {result.final}")
 
@@ -182,6 +182,19 @@ def _predict(args: argparse.Namespace) -> None:
             print(json.dumps(result.to_dict()) if args.json else _reading_line(result), flush=True)
     if failed:
         raise DigitrecError(f"{failed} of {total} input(s) could not be read")
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from digitrec import report
+
+    model, arguments = (args.inputs[0], args.inputs[1:]) if _is_model(args.inputs[0]) else (None, args.inputs)
+    if not arguments:
+        raise DigitrecError("no images given: digitrec explain [MODEL] IMAGE...", "IMAGE")
+    _say_bundled(model)
+    sources, _, empty_folders = _image_inputs(arguments)
+    if empty_folders:
+        raise empty_folders[0]
+    print(f"explanation: {report.explanation_report(model, sources, args.out)} (and explain.md beside it)")
 
 
 def _reading_line(reading: Reading) -> str:
@@ -309,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="seeds the weights, the shuffling and the augmentation (default 0): same seed, same numbers")
     t.add_argument("--device", default="auto", help=device_help)
     t.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's checkpoint (epoch-NNN.safetensors)")
+    t.add_argument("--watch", metavar="DATA", help="also measure this data's test part after every epoch, for the curves only "
+                                                   "(nothing is chosen by it), as seed 003 watched MNIST's test set")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     recipe = t.add_argument_group("recipe (defaults: the model's or preset's own recipe)")
     recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"], help="the optimizer")
@@ -372,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
     p.set_defaults(run=_predict)
+
+    w = commands.add_parser("explain", help="what a model looks at: each convolution's feature maps and the pixels behind its answer",
+                            usage="digitrec explain [-h] [--out DIR] [MODEL] IMAGE [IMAGE ...]")
+    w.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
+                   help="a run directory or checkpoint (default: the bundled model), then image files or folders of them")
+    w.add_argument("--out", default="reports/explain", help="folder for the PNG files and explain.html (default: reports/explain)")
+    w.set_defaults(run=_explain)
 
     k = commands.add_parser("submit", help="a Kaggle Digit Recognizer submission for test.csv")
     k.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")

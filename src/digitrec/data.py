@@ -441,6 +441,31 @@ def load_kaggle_csv(path: str | Path) -> Digits:
     return Digits(images, labels, path.name, hashlib.sha256(raw).hexdigest())
 
 
+KAGGLE_TRAIN = 42_000  # digits in the Digit Recognizer competition's train.csv
+
+
+def kaggle_from_mnist(data_dir: str | Path | None = None) -> Path:
+    """Kaggle's Digit Recognizer files rebuilt from MNIST in the cache, for replaying the reports that trained on them.
+
+    ``train.csv`` holds MNIST's first 42,000 training digits (label, pixel0..pixel783), as many as
+    Kaggle's; ``test.csv`` MNIST's 10,000 test digits without labels, as Kaggle's test file has none
+    (their labels are MNIST's, so a replay can measure what Kaggle only scored). Returns the folder.
+    """
+    folder = cache_dir() / "kaggle-mnist"
+    if (folder / "train.csv").is_file() and (folder / "test.csv").is_file():
+        return folder
+    cells = np.array([str(value) for value in range(256)])
+    for name, part, count in (("train.csv", "train", KAGGLE_TRAIN), ("test.csv", "test", None)):
+        digits = load_mnist(part, data_dir)
+        pixels = digits.images[:count].reshape(-1, 784)
+        header = ",".join((["label"] if count else []) + PIXEL_COLUMNS)
+        table = cells[pixels]
+        if count:
+            table = np.concatenate([cells[digits.labels[:count]][:, None], table], axis=1)
+        atomic_write(folder / name, (header + "\n" + "\n".join(",".join(row) for row in table) + "\n").encode())
+    return folder
+
+
 def load_image_folder(root: str | Path) -> Digits:
     """Images sorted into ``root/0`` … ``root/9``, each brought into MNIST's format."""
     from digitrec.images import to_mnist  # Pillow is only needed for this source
@@ -462,7 +487,8 @@ def load_image_folder(root: str | Path) -> Digits:
 def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None = None) -> Digits:
     """Load digits named by a data spec.
 
-    ``mnist`` (the default), ``npz:PATH``, ``kaggle:PATH`` (a Kaggle CSV), ``folder:DIR``,
+    ``mnist`` (the default), ``kaggle-mnist`` (see :func:`kaggle_from_mnist`), ``npz:PATH``,
+    ``kaggle:PATH`` (a Kaggle CSV), ``folder:DIR``,
     or a bare path whose kind is told by its suffix (``.npz``, ``.csv``) or by being a folder.
     ``part`` picks ``train`` or ``test`` where a source has both.
     """
@@ -470,12 +496,14 @@ def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None =
     if not sep:
         if spec == "mnist":
             return load_mnist(part, data_dir)
+        if spec == "kaggle-mnist":  # Kaggle's train.csv rebuilt from MNIST; its test part is MNIST's labelled test set
+            return load_kaggle_csv(kaggle_from_mnist(data_dir) / "train.csv") if part == "train" else load_mnist("test", data_dir)
         location, path = spec, Path(spec)
         kind = {".npz": "npz", ".csv": "kaggle"}.get(path.suffix.lower(), "folder" if path.is_dir() else "")
     if kind == "mnist":
         return load_mnist(part, location or data_dir)
     if kind not in ("npz", "kaggle", "folder"):
-        raise DigitrecError("unknown data source; use mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
+        raise DigitrecError("unknown data source; use mnist, kaggle-mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
     if not Path(location).exists():
         raise DigitrecError("no such file or folder", location or spec)
     if kind == "npz":
@@ -483,6 +511,15 @@ def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None =
     if kind == "kaggle":
         return load_kaggle_csv(location)
     return load_image_folder(location)
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int, how: str = "stratified") -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): ``how`` is "stratified" (see :func:`stratified_split`) or "last", the last
+    ``fraction`` of the digits in their order, as Keras' ``fit(validation_split=...)`` holds them out."""
+    if how == "last":
+        split_at = int(len(labels) * (1.0 - fraction))  # Keras' own arithmetic
+        return np.arange(split_at), np.arange(split_at, len(labels))
+    return stratified_split(labels, fraction, seed)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

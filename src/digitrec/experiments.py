@@ -40,12 +40,14 @@ from typing import Any
 from digitrec import plans, rundir
 from digitrec.errors import DigitrecError
 from digitrec.plans import Plan
+from digitrec.recipes import Recipe
 
-TOP_KEYS = {"title", "description", "seeds", "data", "test", "overrides", "run", "grid", "notes"}
-RUN_KEYS = {"name", "model", "recipe", "arguments", "overrides", "seeds", "data", "published", "source"}
+TOP_KEYS = {"title", "description", "seeds", "data", "test", "watch", "overrides", "run", "grid", "notes"}
+RUN_KEYS = {"name", "model", "recipe", "arguments", "overrides", "seeds", "data", "watch", "published", "source"}
 GRID_KEYS = RUN_KEYS - {"published", "source"}
 SAFE_NAME = set(string.ascii_letters + string.digits + "-_.")
-IDENTITY = ("model", "arguments", "recipe", "data", "seed")  # with the data's checksum and the library versions: what makes a run the same
+# with the data's checksum and the library versions, what makes a run the same
+IDENTITY = ("model", "arguments", "recipe", "data", "seed", "watch")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class RunSpec:
     seeds: tuple[int, ...]
     published: float | None = None  # a report's test accuracy in %, shown beside ours
     source: str = ""  # where that figure comes from
+    watch: str | None = None  # data whose test part is measured every epoch for the curves, choosing nothing
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,14 @@ def load(path: str | Path) -> Experiment:
         raise DigitrecError(f"not valid TOML ({e})", source) from None
     _known(table, TOP_KEYS, source, "")
     seeds = _seeds(table.get("seeds", [0]), source, "seeds")
-    data = _text(table.get("data", "mnist"), source, "data")
+    data = _text(table["data"], source, "data") if "data" in table else None  # None: each model's own (MNIST but for Kaggle's seeds)
     common = _table(table.get("overrides", {}), source, "overrides")
+    watch = _text(table["watch"], source, "watch") if "watch" in table else None
     runs: list[RunSpec] = []
     for index, entry in enumerate(_tables(table.get("run", []), source, "run")):
-        runs.append(_run(entry, source, f"run[{index}]", seeds, data, common))
+        runs.append(_run(entry, source, f"run[{index}]", seeds, data, watch, common))
     for index, entry in enumerate(_tables(table.get("grid", []), source, "grid")):
-        runs += _grid(entry, source, f"grid[{index}]", seeds, data, common)
+        runs += _grid(entry, source, f"grid[{index}]", seeds, data, watch, common)
     if not runs:
         raise DigitrecError("no runs: give at least one [[run]] or [[grid]]", source)
     names = [run.name for run in runs]
@@ -166,7 +170,8 @@ def _kind(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str, common: dict[str, Any]) -> RunSpec:
+def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str | None, watch: str | None,
+         common: dict[str, Any]) -> RunSpec:
     _known(entry, RUN_KEYS, source, where)
     if "name" not in entry:
         raise DigitrecError(f"'{where}.name' is missing: every run needs a name (its folder)", source)
@@ -179,7 +184,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         recipe = _text(recipe, source, f"{where}.recipe")
     arguments = _table(entry["arguments"], source, f"{where}.arguments") if "arguments" in entry else None
     overrides = {**common, **_table(entry.get("overrides", {}), source, f"{where}.overrides")}
-    run_data = _text(entry.get("data", data), source, f"{where}.data")
+    run_data = _text(entry["data"], source, f"{where}.data") if "data" in entry else data
     published = entry.get("published")
     if published is not None and (isinstance(published, bool) or not isinstance(published, int | float) or not 0 <= published <= 100):
         raise DigitrecError(f"'{where}.published' must be a test accuracy in % (0-100), not {published!r}", source)
@@ -189,11 +194,13 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
     except TypeError as e:  # a recipe field given a value of the wrong type
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
-    return RunSpec(name, model, plan, run_data, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
-                   float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"))
+    return RunSpec(name, model, plan, plan.data, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
+                   float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"),
+                   _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
 
 
-def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str, common: dict[str, Any]) -> list[RunSpec]:
+def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str | None, watch: str | None,
+          common: dict[str, Any]) -> list[RunSpec]:
     """Every combination of the grid's lists (``model``, ``recipe``, ``data`` and the overrides' values), one run each."""
     _known(entry, GRID_KEYS, source, where)
     axes: dict[str, list[Any]] = {}
@@ -216,10 +223,10 @@ def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...]
             raise DigitrecError(f"'{where}.name' {template!r} names {e} , which the grid does not vary", source) from None
         run = {"name": name, **{key: value for key, value in chosen.items() if not key.startswith("overrides.")},
                "overrides": {key.removeprefix("overrides."): value for key, value in chosen.items() if key.startswith("overrides.")}}
-        for key in ("arguments", "seeds"):
+        for key in ("arguments", "seeds", "watch"):
             if key in entry:
                 run[key] = entry[key]
-        runs.append(_run(run, source, where, seeds, data, common))
+        runs.append(_run(run, source, where, seeds, data, watch, common))
     return runs
 
 
@@ -237,10 +244,10 @@ def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
             run_dir = Path(out) / spec.name / f"seed-{seed}"
             item = Planned(spec, seed, run_dir, "new")
             if rundir.holds_run(run_dir):
-                wanted = {"model": spec.plan.model, "arguments": spec.plan.arguments, "recipe": spec.plan.recipe.to_dict(),
-                          "data": spec.data, "seed": seed}
+                wanted = {"model": spec.plan.model, "arguments": spec.plan.arguments, "recipe": spec.plan.recipe,
+                          "data": spec.data, "seed": seed, "watch": spec.watch}
                 config = rundir.read_config(run_dir)
-                differs = [key for key in IDENTITY if config.get(key) != wanted[key]]
+                differs = [key for key in IDENTITY if _recorded(config, key) != wanted[key]]
                 if config.get("versions") != versions:
                     differs.append(f"library versions ({_versions(config.get('versions'))} -> {_versions(versions)})")
                 if not differs and (run_dir / rundir.FINAL).is_file():
@@ -260,6 +267,16 @@ def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
                 item.status, item.detail = "differs", "the folder holds files but no run"
             planned.append(item)
     return planned
+
+
+def _recorded(config: dict[str, Any], key: str) -> Any:
+    """What a run's config.json says of ``key``; its recipe read as today's Recipe, so fields added since take their defaults."""
+    if key != "recipe":
+        return config.get(key)
+    try:
+        return Recipe.from_dict(config["recipe"])
+    except (DigitrecError, KeyError, TypeError):
+        return None
 
 
 def _versions(versions: Any) -> str:
@@ -312,7 +329,7 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
             else:
                 log(f"{prefix}: training {item.spec.plan.model}, {item.spec.plan.recipe.epochs} epochs")
             training.train(item.spec.plan, data_spec=item.spec.data, out=item.run_dir, seed=item.seed, device=device,
-                           progress=progress, log=log)
+                           watch=item.spec.watch, progress=progress, log=log)
         if not _evaluated(item.run_dir, test_name):
             report.evaluate_model(item.run_dir, experiment.test)
     runs = [(item.spec.name, item.spec.published, item.spec.source, item.run_dir) for item in planned]

@@ -9,7 +9,7 @@ Keras' initialisation; they return logits, and softmax lives in the loss. All mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -25,14 +25,15 @@ class ModelSpec:
     summary: str
     reported: str = ""  # the accuracy its report claims, for comparison
     composite: bool = False  # built from other trained models, never from scratch
+    data: str = "mnist"  # what its report trained on (a data spec): its replay trains on the same
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "",
-             composite: bool = False) -> None:
-    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported, composite)
+             composite: bool = False, data: str = "mnist") -> None:
+    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported, composite, data)
 
 
 def create(name: str, **arguments) -> nn.Module:
@@ -60,17 +61,6 @@ class ChannelSoftmax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.softmax(dim=1)
-
-
-class LogSigmoidOutput(nn.Module):
-    """A sigmoid output layer trained with categorical cross-entropy, as Keras computes it.
-
-    Keras clips the sigmoid outputs to [1e-7, 1-1e-7] and takes their log; used as logits, the
-    usual softmax cross-entropy then gives exactly Keras' ``-log(p_y / Σ p)``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(x).clamp(1e-7, 1 - 1e-7).log()
 
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -110,7 +100,9 @@ def classifier(fin: int) -> nn.Linear:
 
 # --- seed 000: Kaggle Digit Recognizer, versions 1-5 --------------------------------------
 
-SEED000 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=2, validation=0.2)
+KAGGLE = "kaggle-mnist"  # seeds 000 and 004 trained on Kaggle's train.csv (42,000 digits), rebuilt from MNIST
+# Keras' fit(validation_split=v) holds out the last v of the data, as split="last" does
+SEED000 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=2, validation=0.2, split="last")
 
 
 def seed000_v1() -> nn.Module:
@@ -149,16 +141,15 @@ def seed000_v5() -> nn.Module:
     )
 
 
-register("seed000-v1", seed000_v1, SEED000, "seed 000, version 1: two 3x3 convs (20) + dense 128", "val 98.3 %, Kaggle 97.0 %")
+register("seed000-v1", seed000_v1, SEED000, "seed 000, version 1: two 3x3 convs (20) + dense 128", "val 98.3 %, Kaggle 97.0 %", data=KAGGLE)
 register("seed000-v2", seed000_v2, SEED000, "seed 000, version 2: Keras' mnist_cnn (32-64 convs, pool, dropout)",
-         "val 98.8 %, Kaggle 98.567 %")
-register("seed000-v3", seed000_v3, Recipe(optimizer="adadelta", lr=1e-3, rho=0.95, eps=1e-7, batch_size=128, epochs=2,
-                                          validation=0.2),
-         "seed 000, version 3: version 2 without pooling, Adadelta", "89 %")
+         "val 98.8 %, Kaggle 98.567 %", data=KAGGLE)
+register("seed000-v3", seed000_v3, replace(SEED000, optimizer="adadelta", lr=1e-3, rho=0.95),
+         "seed 000, version 3: version 2 without pooling, Adadelta", "89 %", data=KAGGLE)
 register("seed000-v4", seed000_v4, SEED000, "seed 000, version 4: 200-channel 2x2 conv, depthwise, channel softmax",
-         "98 %, Kaggle 98.628 %")
+         "98 %, Kaggle 98.628 %", data=KAGGLE)
 register("seed000-v5", seed000_v5, SEED000, "seed 000, version 5: depthwise + separable convs, dense 128",
-         "98 %, Kaggle 98.939 %")
+         "98 %, Kaggle 98.939 %", data=KAGGLE)
 
 
 # --- seed 001: MNIST, MLP 1-10 and CNN 1-5 --------------------------------------------------
@@ -187,8 +178,8 @@ def seed001_cnn(filters: int = 32, stride: int = 1, second: bool = False, dropou
     return keras_model(*features, nn.Flatten(), *head, classifier(width))
 
 
-SEED001 = Recipe(optimizer="sgd", lr=0.01, batch_size=128, epochs=30, validation=0.1)
-SEED001_CNN = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=30, validation=0.1)
+SEED001 = Recipe(optimizer="sgd", lr=0.01, batch_size=128, epochs=30, validation=0.1, split="last")
+SEED001_CNN = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=30, validation=0.1, split="last")
 _mlp_variants = [
     ("mlp1", lambda: mlp((50, "linear")), SEED001, "784-50-10, linear hidden layer, SGD 0.01", "92.06 %"),
     ("mlp2", lambda: mlp((400, "linear")), SEED001, "784-400-10, linear hidden layer", "92.08 %"),
@@ -196,15 +187,15 @@ _mlp_variants = [
     ("mlp4", lambda: mlp((400, "sigmoid")), SEED001, "784-400-10, sigmoid", "90.74 %"),
     ("mlp5", lambda: mlp((400, "relu")), SEED001, "784-400-10, ReLU", "94.78 %"),
     ("mlp6", lambda: mlp((400, "relu"), (300, "relu")), SEED001, "784-400-300-10, ReLU", "96.09 %"),
-    ("mlp7", lambda: mlp((400, "relu"), (300, "relu")), Recipe(optimizer="sgd", lr=0.2, epochs=30),
+    ("mlp7", lambda: mlp((400, "relu"), (300, "relu")), replace(SEED001, lr=0.2),
      "784-400-300-10, ReLU, SGD 0.2", "98.22 %"),
     ("mlp8", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2),
-     Recipe(optimizer="sgd", lr=0.2, epochs=30), "mlp7 with dropout 0.2, SGD 0.2", "98.51 %"),
+     replace(SEED001, lr=0.2), "mlp7 with dropout 0.2, SGD 0.2", "98.51 %"),
     ("mlp9", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2),
-     Recipe(optimizer="adam", lr=0.2, eps=1e-7, epochs=30), "mlp8 with Adam at lr 0.2 (diverges, as reported)", "10.1 %"),
+     replace(SEED001_CNN, lr=0.2), "mlp8 with Adam at lr 0.2 (diverges, as reported)", "10.1 %"),
     ("mlp10", lambda: mlp((400, "relu"), (300, "relu"), input_dropout=0.2, dropout=0.2), SEED001_CNN,
      "mlp8 with Adam at lr 0.001", "98.43 %"),
-    ("cnn1", lambda: seed001_cnn(), Recipe(optimizer="adam", eps=1e-7, epochs=10), "conv 32 3x3, pool, dense", "98.16 %"),
+    ("cnn1", lambda: seed001_cnn(), replace(SEED001_CNN, epochs=10), "conv 32 3x3, pool, dense", "98.16 %"),
     ("cnn2", lambda: seed001_cnn(filters=64), SEED001_CNN, "conv 64 3x3, pool, dense", "98.21 %"),
     ("cnn3", lambda: seed001_cnn(stride=2), SEED001_CNN, "conv 32 3x3 stride 2, pool, dense", "98.01 %"),
     ("cnn4", lambda: seed001_cnn(second=True), SEED001_CNN, "conv 32, pool, conv 64, pool, dense (keras-io)", "99.07 %"),
@@ -242,7 +233,9 @@ def seed003(second: int = 64, hidden: int = 128, l2: float = 0.0) -> nn.Module:
     )
 
 
-SEED003 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=20, validation=0.1)
+# seed 003 gave Keras its test set as validation_data, which no callback read: it trained on all 60,000 and chose
+# nothing; its replay watches the test set for the curves (train --watch mnist) and holds nothing out
+SEED003 = Recipe(optimizer="adam", eps=1e-7, batch_size=128, epochs=20, validation=0.0)
 register("seed003-original", seed003, SEED003, "seed 003, original: Keras' mnist_cnn", "99.31 %")
 register("seed003-small", lambda: seed003(32, 64), SEED003, "seed 003, smaller: second conv 32, hidden 64", "99.03 %")
 register("seed003-l2", lambda: seed003(l2=0.01), SEED003, "seed 003, original with L2(0.01) on the first conv", "99.14 %")
@@ -256,14 +249,19 @@ def seed004() -> nn.Module:
     return keras_model(
         *conv(1, 32, 3, "leaky", "same"), *conv(32, 32, 3, "leaky", "same"), nn.MaxPool2d(2), nn.Dropout(0.25),
         *conv(32, 64, 3, "leaky", "same"), *conv(64, 64, 3, "leaky", "same"), nn.MaxPool2d(2), nn.Dropout(0.25),
-        nn.Flatten(), *dense(7 * 7 * 64, 256), *dense(256, 32), nn.Linear(32, 10), LogSigmoidOutput(),
+        nn.Flatten(), *dense(7 * 7 * 64, 256), *dense(256, 32), classifier(32),  # Dense(10, sigmoid): see seed004's recipe
     )
 
 
+# tf.keras caches a sigmoid's input as its logits, and sparse categorical cross-entropy uses them: the report's
+# sigmoid output was trained as softmax cross-entropy on the pre-sigmoid values, which is what runs here. Its answer
+# (the largest sigmoid) is the largest logit. Twenty plain epochs, then the same model twenty more with augmentation
+# and ReduceLROnPlateau; Keras' validation_split-style last 20 % of Kaggle's (shuffled) train.csv held out.
 register("seed004", seed004,
-         Recipe(optimizer="adam", eps=1e-7, batch_size=256, epochs=20, schedule="plateau", plateau_factor=0.5,
-                plateau_patience=2, min_lr=1e-5, validation=0.2, augment=Augment(rotation=10, zoom=0.1, shift=0.1)),
-         "seed 004: LeakyReLU(0.3) CNN, sigmoid output, augmentation + ReduceLROnPlateau", "val 99.32 %")
+         Recipe(optimizer="adam", eps=1e-7, batch_size=256, epochs=40, plain_epochs=20, schedule="plateau", plateau_factor=0.5,
+                plateau_patience=2, min_lr=1e-5, validation=0.2, split="last", augment=Augment(rotation=10, zoom=0.1, shift=0.1)),
+         "seed 004: LeakyReLU(0.3) CNN, sigmoid output; 20 plain epochs, then 20 with augmentation + ReduceLROnPlateau",
+         "val 99.32 % before augmentation, 97.80 % after", data=KAGGLE)
 
 
 # --- digitrec's own ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class Plan:
     arguments: dict[str, Any]
     recipe: Recipe
     summary: str = ""
+    data: str = "mnist"  # the data spec it trains on unless told otherwise (a seed model: its report's)
 
 
 DEFAULT = "default"
@@ -76,17 +77,19 @@ def _architecture(name: str) -> Plan:
         raise DigitrecError(f"unknown model {name!r}; `digitrec models` lists the architectures and presets", "--model")
     if spec.composite:
         raise DigitrecError(f"{name!r} is combined from trained models, not trained itself: use `digitrec ensemble`", "--model")
-    return Plan(name, {}, spec.recipe, spec.summary)
+    return Plan(name, {}, spec.recipe, spec.summary, spec.data)
 
 
-def resolve(model: str | None = None, recipe: str | Recipe | None = None, *, data: str = "mnist", arguments: dict[str, Any] | None = None,
-            **overrides: Any) -> Plan:
+def resolve(model: str | None = None, recipe: str | Recipe | None = None, *, data: str | None = None,
+            arguments: dict[str, Any] | None = None, **overrides: Any) -> Plan:
     """The plan for a preset or architecture name, with recipe fields replaced by ``overrides``.
 
     ``model`` is a preset (``fast``, ``balanced``, ``default``, ``elastic``) or a registered
     architecture (``seed002``, ``digitnet``…, with its report's recipe); ``recipe`` is a preset
     name or a :class:`Recipe`. A preset given as ``recipe`` must train the architecture given
-    as ``model``, if any. Neither: the ``default`` preset. On Kaggle's CSV a recipe that holds
+    as ``model``, if any. Neither: the ``default`` preset. ``data`` (a data spec) replaces the data
+    it trains on, which is MNIST except for seed models whose reports trained on Kaggle's CSV. On
+    Kaggle's CSV a recipe that holds
     nothing out holds out 10 %, the only score there is before submitting. ``arguments`` replace
     the architecture's arguments (``{"widths": [16, 32, 64]}`` for digitnet).
     """
@@ -106,6 +109,9 @@ def resolve(model: str | None = None, recipe: str | Recipe | None = None, *, dat
         raise DigitrecError(f"recipe must be a preset name or a Recipe, not {type(recipe).__name__}", "recipe")
     if arguments is not None:
         plan = replace(plan, arguments=dict(arguments))
-    if (data.startswith("kaggle:") or data.lower().endswith(".csv")) and overrides.get("validation") is None and not plan.recipe.validation:
+    if data is not None:
+        plan = replace(plan, data=data)
+    kaggle = plan.data.startswith(("kaggle:", "kaggle-")) or plan.data.lower().endswith(".csv")
+    if kaggle and overrides.get("validation") is None and not plan.recipe.validation:
         overrides["validation"] = KAGGLE_VALIDATION
     return replace(plan, recipe=with_overrides(plan.recipe, **overrides))

@@ -37,6 +37,8 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: 
         ax.plot(epochs, [row[f"train_{metric}"] for row in history], "b-o", markersize=3, label=f"training {label}")
         if history and f"val_{metric}" in history[0]:
             ax.plot(epochs, [row[f"val_{metric}"] for row in history], "r-o", markersize=3, label=f"validation {label}")
+        if history and f"test_{metric}" in history[0]:
+            ax.plot(epochs, [row[f"test_{metric}"] for row in history], "g:o", markersize=3, label=f"test {label} (watched only)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", shadow=True)
@@ -103,15 +105,15 @@ def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Image
 
 
 def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
-    """Loss and accuracy of several runs overlaid, one colour each: validation solid, training dashed."""
+    """Loss and accuracy of several runs overlaid, one colour each: validation solid, training dashed, a watched test set dotted."""
     fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, history) in enumerate(histories.items()):
         colour = colours[index % len(colours)]
         epochs = [row["epoch"] for row in history]
-        for split, style in (("train", "--"), ("val", "-")):
+        for split, style in (("train", "--"), ("val", "-"), ("test", ":")):
             if history and f"{split}_accuracy" in history[0]:
-                name = f"{label} ({'validation' if split == 'val' else 'training'})"
+                name = f"{label} ({ {'train': 'training', 'val': 'validation', 'test': 'test, watched'}[split]})"
                 line = {"color": colour, "marker": "o", "markersize": 3, "label": name}
                 loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, **line)
                 acc_ax.plot(epochs, [row[f"{split}_accuracy"] for row in history], style, **line)
@@ -150,4 +152,37 @@ def accuracy_against_time(points: dict[str, tuple[float, float]], path: str | Pa
     ax.set_xlabel("training time on this machine (s, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def feature_maps(maps: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """A layer's feature maps ``(C, H, W)`` as a grid, each in its own range: brighter where the map responds more."""
+    count, height, width = maps.shape
+    columns = min(count, 16)
+    rows = math.ceil(count / columns)
+    mosaic = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
+    for i, plane in enumerate(maps):
+        low, high = float(plane.min()), float(plane.max())
+        top, left = (i // columns) * (height + 1), (i % columns) * (width + 1)
+        mosaic[top : top + height, left : left + width] = (plane - low) / (high - low) if high > low else 0.0
+    fig, ax = plt.subplots(figsize=(min(16, columns * 0.9) + 0.2, rows * 0.9 * height / width + (0.5 if title else 0.1)))
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def attributions(digits: np.ndarray, maps: np.ndarray, captions: Sequence[str], path: str | Path) -> Path:
+    """One row per digit: what the model saw, each pixel's attribution (red: for the chosen class, blue: against), both overlaid."""
+    fig, axes = plt.subplots(len(digits), 3, figsize=(7.5, 2.6 * len(digits)), squeeze=False)
+    for row, (digit, attribution, caption) in enumerate(zip(digits, maps, captions, strict=True)):
+        bound = float(np.abs(attribution).max()) or 1.0
+        axes[row, 0].imshow(digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes[row, 1].imshow(attribution, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+        axes[row, 2].imshow(digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes[row, 2].imshow(attribution, cmap="bwr", vmin=-bound, vmax=bound, alpha=0.6, interpolation="nearest")
+        for ax, name in zip(axes[row], (caption, "attribution", "both"), strict=True):
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
     return _save(fig, path)

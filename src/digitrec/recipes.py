@@ -17,6 +17,7 @@ from digitrec.errors import DigitrecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "plateau", "onecycle", "cosine")
+SPLITS = ("stratified", "last")
 
 
 def _number(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False,
@@ -72,10 +73,14 @@ class Recipe:
     min_lr: float = 0.0
     label_smoothing: float = 0.0
     augment: Augment = field(default_factory=Augment)
-    validation: float = 0.1  # share of the training data held out, stratified
+    validation: float = 0.1  # share of the training data held out
+    split: str = "stratified"  # which: a stratified random share chosen by the run's seed, or "last", Keras' validation_split
     early_stopping: int = 0  # stop after this many epochs without validation gain; 0 = never
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none
     outliers: float = 0.0  # weight of outlier exposure (digitrec.outliers): non-digits in every batch, taught to be no class; 0 = none
+    # epochs trained first as a plain phase: no augmentation, no plateau watching (seed 004 trained 20 such epochs, then
+    # continued the same model with augmentation and ReduceLROnPlateau); 0 = none
+    plain_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -84,6 +89,8 @@ class Recipe:
             raise DigitrecError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}", "schedule")
         if not isinstance(self.nesterov, bool):
             raise DigitrecError(f"must be true or false, got {self.nesterov!r}", "nesterov")
+        if self.split not in SPLITS:
+            raise DigitrecError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}", "split")
         if not isinstance(self.augment, Augment):
             raise DigitrecError(f"must be an Augment, got {type(self.augment).__name__}", "augment")
         _number("lr", self.lr, 0, low_open=True)
@@ -106,6 +113,7 @@ class Recipe:
         _number("early_stopping", self.early_stopping, 0, whole=True)
         _number("ema", self.ema, 0, 1, high_open=True)
         _number("outliers", self.outliers, 0)
+        _number("plain_epochs", self.plain_epochs, 0, self.epochs, whole=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

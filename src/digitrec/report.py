@@ -10,7 +10,9 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from digitrec import data
 from digitrec.errors import DigitrecError
@@ -18,6 +20,9 @@ from digitrec.files import atomic_write, check_writable_dir
 from digitrec.inference import open_engine, read_onnx_metadata
 from digitrec.metrics import Evaluation
 from digitrec.rundir import EXPORT, FINAL, default_report_dir, member_dir, read_history, read_json, run_dir_of
+
+if TYPE_CHECKING:
+    from digitrec.explain import Explanation
 
 MISTAKES_SHOWN = 60
 
@@ -58,6 +63,15 @@ def evaluate_model(model_path: str | Path | None, data_spec: str = "mnist", data
     history = _history_of(model.source)
     if history:
         figures["Training curves"] = plots.training_curves(history, out_dir / "curves.png")
+    module = _torch_module(model)
+    if module is not None:
+        from digitrec import explain  # PyTorch and Captum: only for a model that has a PyTorch module
+  # a few right answers and the most confident mistakes, as the model sees them
+        right = np.flatnonzero(result.predicted == result.labels)[:EXPLAINED_RIGHT]
+        chosen = np.concatenate([right, result.errors[:EXPLAINED_WRONG]])
+        names = [f"test digit {i}, true {int(result.labels[i])}" for i in chosen]
+        figures.update(_explanation_figures(explain.explain_digits(module, digits.images[chosen], model.meta.get("temperature") or 1.0),
+                                            names, out_dir, maps_for=(0, len(right)) if len(chosen) > len(right) else (0,)))
     title = f"{model.architecture} on {digits.name}"
     markdown = out_dir / "report.md"
     summary = _summary_rows(metrics, model.meta, model.parameters)
@@ -66,6 +80,65 @@ def evaluate_model(model_path: str | Path | None, data_spec: str = "mnist", data
     atomic_write(page, _html(title, summary, metrics, figures).encode())
     return Report(metrics, markdown, page)
 
+
+def _torch_module(model: Any) -> Any:
+    """The PyTorch module behind an engine, or None where there is none (an ONNX file without its checkpoint)."""
+    from digitrec.inference import TorchEngine
+    from digitrec.predict import Predictor
+
+    if isinstance(model, TorchEngine):
+        return model.model
+    try:
+        return Predictor(model).model
+    except DigitrecError:
+        return None
+
+
+def _explanation_figures(explanations: list[Explanation], names: list[str], out_dir: Path,
+                         maps_for: tuple[int, ...]) -> dict[str, Path]:
+    """Attributions of every digit in one figure, and the feature maps of each layer for the digits ``maps_for`` indexes."""
+    from digitrec import plots
+
+    captions = [f"{name}: read {e.predicted} ({e.probabilities.max():.0%})" for e, name in zip(explanations, names, strict=True)]
+    figures = {"What the model looks at: the pixels that drove each answer (integrated gradients)": plots.attributions(
+        np.stack([e.digit for e in explanations]), np.stack([e.attribution for e in explanations]), captions,
+        out_dir / "attributions.png")}
+    for index in maps_for:
+        for number, (layer, maps) in enumerate(explanations[index].layers, 1):
+            caption = f"{captions[index]}: layer {layer}, {len(maps)} feature maps of {maps.shape[1]}x{maps.shape[2]}"
+            figures[caption] = plots.feature_maps(maps, out_dir / f"maps-{index + 1}-layer-{number}.png")
+    return figures
+
+
+def explanation_report(model_path: str | Path | None, inputs: list[Any], out: str | Path) -> Path:
+    """``digitrec explain``: each image read as ``predict`` reads it, then what the model made of it; returns the HTML page.
+
+    Writes ``explain.md`` and ``explain.html`` with the attributions of all images and every
+    convolution layer's feature maps for each, as PNG files beside them.
+    """
+    from digitrec import explain, predict
+
+    reader = predict.load(model_path, engine="torch")
+    readings = reader.read(inputs)
+    out_dir = check_writable_dir(out)
+    digits = np.stack([reading.seen[0] if len(reading.seen) else np.zeros((28, 28), np.uint8) for reading in readings])
+    names = [Path(reading.source).name for reading in readings]
+    figures = _explanation_figures(explain.explain_digits(reader.model, digits, reader.temperature), names, out_dir,
+                                   maps_for=tuple(range(len(readings))))
+    title = f"What {reader.meta.get('architecture', 'the model')} looks at"
+    lines = [f"# {title}", "", EXPLAIN_NOTE]
+    for caption, path in figures.items():
+        lines += ["", f"## {caption}", "", f"![{caption}]({path.name})"]
+    atomic_write(out_dir / "explain.md", ("\n".join(lines) + "\n").encode())
+    page = _page(title, [f"<p>{html.escape(EXPLAIN_NOTE)}</p>", *(_figure(caption, path) for caption, path in figures.items())])
+    atomic_write(out_dir / "explain.html", page.encode())
+    return out_dir / "explain.html"
+
+
+EXPLAINED_RIGHT, EXPLAINED_WRONG = 3, 3  # digits an evaluation report explains: the first read right, the most confident mistakes
+EXPLAIN_NOTE = ("Attribution: integrated gradients (Captum) from a black image to the digit, for the class the model chose; red pixels "
+                "raised that class's score, blue ones lowered it. Feature maps: each convolution's output after its activation, each "
+                "map in its own range, brighter where it responds more.")
 
 COMPARE_HEADER = ["run", "model", "parameters", "epochs", "best val acc", "last val acc", "train seconds", "test acc"]
 UNKNOWN, NOT_APPLICABLE = "?", "-"

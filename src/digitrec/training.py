@@ -271,13 +271,17 @@ def _training_data(config: dict[str, Any]) -> data.Digits:
     return digits
 
 
-def train(plan: Plan | None = None, *, data_spec: str = "mnist", data_dir: str | Path | None = None, out: str | Path | None = None,
-          seed: int = 0, device: str = "auto", keep_epochs: bool = False, progress: bool = True,
+def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
+          seed: int = 0, device: str = "auto", keep_epochs: bool = False, watch: str | None = None, progress: bool = True,
           log: Callable[[str], None] = print) -> RunResult:
     """Train what ``plan`` says (the default preset if None) into a new run directory.
 
-    Everything is checked before the run directory is made: the device, the seed, the data and
-    the folder itself, which must be new or empty (a run there is continued with :func:`resume`).
+    ``data_spec`` replaces the plan's own data. ``watch`` names data (``mnist``) whose test part is
+    measured after every epoch for the curves (``test_loss``, ``test_accuracy``), as Keras' ``fit(...,
+    validation_data=test)`` did in seed 003's report: nothing reads it, so it chooses nothing (no
+    checkpoint, schedule or early stop). Everything is checked before the run directory is
+    made: the device, the seed, the data and the folder itself, which must be new or empty (a run
+    there is continued with :func:`resume`).
     """
     plan = plan or plans.resolve()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -287,10 +291,11 @@ def train(plan: Plan | None = None, *, data_spec: str = "mnist", data_dir: str |
         "model": plan.model,
         "arguments": plan.arguments,
         "recipe": plan.recipe.to_dict(),
-        "data": data_spec,
+        "data": data_spec or plan.data,
         "data_dir": str(data_dir) if data_dir else None,
         "seed": seed,
         "keep_epochs": keep_epochs,
+        "watch": watch,
         "created": datetime.now().isoformat(timespec="seconds"),
         "versions": checkpoint.library_versions(),
     }
@@ -347,10 +352,11 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
          progress: bool, log: Callable[[str], None]) -> RunResult:
     recipe = Recipe.from_dict(config["recipe"])
     if recipe.validation:
-        train_index, val_index = data.stratified_split(digits.labels, recipe.validation, config["seed"])
+        train_index, val_index = data.holdout_split(digits.labels, recipe.validation, config["seed"], recipe.split)
         train_set, val_set = digits.subset(train_index), digits.subset(val_index, f"{digits.name} (validation)")
     else:
         train_set, val_set = digits, None
+    watched = data.load(config["watch"], "test", config.get("data_dir")) if config.get("watch") else None
 
     torch.manual_seed(config["seed"])
     net = models.create(config["model"], **config["arguments"]).to(dev, memory_format=torch.channels_last)
@@ -393,6 +399,9 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
             result = Evaluation.from_logits(val_logits, val_set.labels)
             row.update(val_loss=result.loss, val_accuracy=result.accuracy)
             temperature = fit_temperature(val_logits, val_set.labels)
+        if watched is not None:  # for the curves only: nothing below reads it
+            result = Evaluation.from_logits(predict_logits(model_for_use, watched.images, device=str(dev)).numpy(), watched.labels)
+            row.update(test_loss=result.loss, test_accuracy=result.accuracy)
         monitored = row.get("val_accuracy", row["train_accuracy"])
         improved = monitored > state.best_accuracy
         state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
@@ -403,7 +412,8 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
         elapsed += row["seconds"]
         row["elapsed"] = elapsed
         history.append(row)
-        state.schedule.epoch_end(monitored)
+        if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
+            state.schedule.epoch_end(monitored)
         log(_epoch_line(row, recipe.epochs))
 
         rundir.write_history(run_dir, history)
@@ -550,7 +560,7 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
         if strangers is not None:
             x = torch.cat([x, strangers[torch.randint(len(strangers), (len(batch) // OUTLIER_SHARE,), generator=state.generator)]])
         x = x.unsqueeze(1).float().div_(255)
-        if recipe.augment.active:
+        if recipe.augment.active and epoch > recipe.plain_epochs:
             x = random_warp(x, recipe.augment, state.generator)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels[batch]
@@ -585,4 +595,6 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     line = f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}"
     if "val_accuracy" in row:
         line += f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
+    if "test_accuracy" in row:
+        line += f"  (watched test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.2%})"
     return line + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
