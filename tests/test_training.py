@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,6 +91,20 @@ def test_a_watched_test_set_is_measured_every_epoch_and_chooses_nothing(tmp_path
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():  # the same weights: nothing was chosen by the test set
         assert torch.equal(checkpoint.load(watched.final).model(x), checkpoint.load(plain.final).model(x))
+
+
+def test_tensorboard_gets_every_epochs_metrics_only_when_asked(tmp_path: Path, synthetic_npz: Path, monkeypatch: pytest.MonkeyPatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = _train(tmp_path, synthetic_npz, tensorboard=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb" / "run")).Reload()
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"} <= set(events.Tags()["scalars"])
+    assert [event.step for event in events.Scalars("val_accuracy")] == [1, 2, 3]
+    assert events.Scalars("val_accuracy")[-1].value == pytest.approx(result.history[-1]["val_accuracy"])
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if it were not installed
+    with pytest.raises(DigitrecError, match="--tensorboard: needs the tensorboard package"):
+        _train(tmp_path, synthetic_npz, "without", tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "without").exists()  # refused before anything was written
 
 
 def test_keep_epochs_saves_every_epochs_model_and_elapsed_time(tmp_path: Path, synthetic_npz: Path):

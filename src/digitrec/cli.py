@@ -61,7 +61,8 @@ def _train(args: argparse.Namespace) -> None:
     overrides = _recipe_options(args)
     if args.resume:
         others = {"--model": args.model, "--recipe": args.recipe, "--data": args.data, "--data-dir": args.data_dir, "--out": args.out,
-                  "--seed": args.seed, "--keep-epochs": args.keep_epochs or None, "--watch": args.watch}
+                  "--seed": args.seed, "--keep-epochs": args.keep_epochs or None, "--watch": args.watch,
+                  "--tensorboard": args.tensorboard}
         given = [flag for flag, value in others.items() if value is not None]
         given += ["--" + name.replace("_", "-") for name in overrides if name != "epochs"]
         if given:
@@ -71,7 +72,7 @@ def _train(args: argparse.Namespace) -> None:
         with _as_flags():
             plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
         result = training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
-                                keep_epochs=args.keep_epochs, watch=args.watch, progress=not args.quiet)
+                                keep_epochs=args.keep_epochs, watch=args.watch, tensorboard=args.tensorboard, progress=not args.quiet)
     print(f"run directory: {result.run_dir}")
     print(f"final model:   {result.final}")
 
@@ -298,7 +299,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitrec.plans import PRESETS  # no PyTorch: the presets are plain values
+    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' choices are plain values
+    from digitrec.recipes import OPTIMIZERS, SCHEDULES, SPLITS
 
     parser = argparse.ArgumentParser(prog="digitrec", description="Handwritten digit recognition.")
     parser.add_argument("--version", action="version", version=f"digitrec {_version()}")
@@ -324,20 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's checkpoint (epoch-NNN.safetensors)")
     t.add_argument("--watch", metavar="DATA", help="also measure this data's test part after every epoch, for the curves only "
                                                    "(nothing is chosen by it), as seed 003 watched MNIST's test set")
+    t.add_argument("--tensorboard", metavar="DIR", help="also log each epoch's metrics for TensorBoard under DIR/RUN "
+                                                        "(needs pip install tensorboard; a resumed run keeps logging there)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     recipe = t.add_argument_group("recipe (defaults: the model's or preset's own recipe)")
-    recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adadelta"], help="the optimizer")
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer")
     recipe.add_argument("--lr", type=float, help="learning rate (the peak of the onecycle schedule), > 0")
     recipe.add_argument("--momentum", type=float, help="momentum of SGD and RMSprop, in [0, 1)")
     recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (SGD)")
     recipe.add_argument("--weight-decay", type=float, help="L2 penalty on weights, never on biases or norms (decoupled for adamw)")
     recipe.add_argument("--batch-size", type=int, help="images per step")
     recipe.add_argument("--epochs", type=int, help="passes over the training data")
-    recipe.add_argument("--schedule", choices=["constant", "step", "plateau", "onecycle", "cosine"],
+    recipe.add_argument("--schedule", choices=SCHEDULES,
                         help="learning rate over time: constant; step (x0.1 every 10 epochs); plateau (halved after 3 epochs "
                              "without validation gain, as Keras' ReduceLROnPlateau); onecycle (rise, then fall to 0); cosine")
     recipe.add_argument("--label-smoothing", type=float, help="share of each target spread over the other classes, in [0, 1)")
-    recipe.add_argument("--validation", type=float, help="share of the training data held out (stratified; kaggle: data 0.1 unless given)")
+    recipe.add_argument("--validation", type=float, help="share of the training data held out (kaggle data: 0.1 unless given)")
+    recipe.add_argument("--split", choices=SPLITS, help="which share is held out: stratified (random per class, by the seed) or "
+                                                        "last (the end of the data, as Keras' validation_split)")
     recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after this many epochs without validation gain; 0 = off")
     recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999), in [0, 1); 0 = off")
     recipe.add_argument("--rotation", type=float, metavar="DEGREES", help="rotate each image by up to this many degrees either way")
@@ -349,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--outliers", type=float, metavar="WEIGHT",
                         help="outlier exposure: add synthetic shapes to every batch, taught to be no digit, with this "
                              "loss weight (the default preset: 0.5), so that predict flags what is not a digit; 0 = off")
+    recipe.add_argument("--plain-epochs", type=int, metavar="EPOCHS",
+                        help="train the first EPOCHS without augmentation and before the plateau schedule watches, then the "
+                             "recipe's own (seed 004's two phases: 20 of 40)")
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
@@ -460,7 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("digitrec: interrupted; a training run continues with `digitrec train --resume RUN_DIR`", file=sys.stderr)
+        again = ("the same `digitrec experiment` command continues where it stopped" if args.command == "experiment"
+                 else "a training run continues with `digitrec train --resume RUN_DIR`")
+        print(f"digitrec: interrupted; {again}", file=sys.stderr)
         return 130
     return 0
 

@@ -43,8 +43,9 @@ from digitrec.plans import Plan
 from digitrec.recipes import Recipe
 
 TOP_KEYS = {"title", "description", "seeds", "data", "test", "watch", "overrides", "run", "grid", "notes"}
-RUN_KEYS = {"name", "model", "recipe", "arguments", "overrides", "seeds", "data", "watch", "published", "source"}
-GRID_KEYS = RUN_KEYS - {"published", "source"}
+RUN_KEYS = {"name", "model", "recipe", "arguments", "overrides", "seeds", "data", "watch", "published", "published_on", "source"}
+GRID_KEYS = RUN_KEYS - {"published", "published_on", "source"}
+PUBLISHED_ON = ("test", "validation")
 SAFE_NAME = set(string.ascii_letters + string.digits + "-_.")
 # with the data's checksum and the library versions, what makes a run the same
 IDENTITY = ("model", "arguments", "recipe", "data", "seed", "watch")
@@ -61,6 +62,7 @@ class RunSpec:
     seeds: tuple[int, ...]
     published: float | None = None  # a report's test accuracy in %, shown beside ours
     source: str = ""  # where that figure comes from
+    published_on: str = "test"  # the figure is a test accuracy, or a validation accuracy after the last epoch
     watch: str | None = None  # data whose test part is measured every epoch for the curves, choosing nothing
 
 
@@ -187,7 +189,10 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
     run_data = _text(entry["data"], source, f"{where}.data") if "data" in entry else data
     published = entry.get("published")
     if published is not None and (isinstance(published, bool) or not isinstance(published, int | float) or not 0 <= published <= 100):
-        raise DigitrecError(f"'{where}.published' must be a test accuracy in % (0-100), not {published!r}", source)
+        raise DigitrecError(f"'{where}.published' must be an accuracy in % (0-100), not {published!r}", source)
+    published_on = _text(entry.get("published_on", "test"), source, f"{where}.published_on")
+    if published_on not in PUBLISHED_ON:
+        raise DigitrecError(f"'{where}.published_on' must be test or validation, not {published_on!r}", source)
     try:
         plan = plans.resolve(model, recipe, data=run_data, arguments=arguments, **overrides)
     except DigitrecError as e:
@@ -196,7 +201,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
     return RunSpec(name, model, plan, plan.data, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
                    float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"),
-                   _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
+                   published_on, _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
 
 
 def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str | None, watch: str | None,
@@ -220,7 +225,7 @@ def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...]
         try:
             name = template.format(**fields)
         except (KeyError, IndexError, ValueError) as e:
-            raise DigitrecError(f"'{where}.name' {template!r} names {e} , which the grid does not vary", source) from None
+            raise DigitrecError(f"'{where}.name' {template!r} names {e}, which the grid does not vary", source) from None
         run = {"name": name, **{key: value for key, value in chosen.items() if not key.startswith("overrides.")},
                "overrides": {key.removeprefix("overrides."): value for key, value in chosen.items() if key.startswith("overrides.")}}
         for key in ("arguments", "seeds", "watch"):
@@ -332,8 +337,9 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
                            watch=item.spec.watch, progress=progress, log=log)
         if not _evaluated(item.run_dir, test_name):
             report.evaluate_model(item.run_dir, experiment.test)
-    runs = [(item.spec.name, item.spec.published, item.spec.source, item.run_dir) for item in planned]
-    return report.experiment_report(experiment.title, experiment.description, experiment.notes, runs, report_dir)
+    runs = [report.ExperimentRun(item.spec.name, item.run_dir, item.spec.published, item.spec.published_on, item.spec.source)
+            for item in planned]
+    return report.experiment_report(experiment.title, experiment.description, experiment.notes, runs, report_dir, test_name)
 
 
 def _evaluated(run_dir: Path, test_name: str) -> bool:

@@ -20,6 +20,8 @@ from matplotlib.ticker import MaxNLocator
 
 from digitrec.files import atomic_write
 
+DIVERGED = 0.5  # accuracy under which a run is taken to have learned nothing: comparisons scale to the others
+
 
 def _save(fig: plt.Figure, path: str | Path, tight: bool = True) -> Path:
     buffer = io.BytesIO()
@@ -107,7 +109,7 @@ def class_histogram(counts: Sequence[int], path: str | Path, title: str = "Image
 def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
     """Loss and accuracy of several runs overlaid, one colour each: validation solid, training dashed, a watched test set dotted."""
     fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20").colors
     for index, (label, history) in enumerate(histories.items()):
         colour = colours[index % len(colours)]
         epochs = [row["epoch"] for row in history]
@@ -117,9 +119,15 @@ def compare_curves(histories: dict[str, Sequence[dict[str, Any]]], path: str | P
                 line = {"color": colour, "marker": "o", "markersize": 3, "label": name}
                 loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, **line)
                 acc_ax.plot(epochs, [row[f"{split}_accuracy"] for row in history], style, **line)
-    for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+    for ax, name in ((loss_ax, "loss (log scale)"), (acc_ax, "accuracy")):
         ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
+    loss_ax.set_yscale("log")
+    accuracies = [row[key] for history in histories.values() for row in history for key in row if key.endswith("_accuracy")]
+    learned = [value for value in accuracies if value >= DIVERGED]
+    if learned and len(learned) < len(accuracies):  # a run that learned nothing would squash the others' curves
+        acc_ax.set_ylim(min(learned) - 0.005, 1.0 + 0.002)
+        acc_ax.set_title(f"runs under {DIVERGED:.0%} accuracy are below the axis", fontsize=8)
     loss_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     acc_ax.set_xlabel("epoch")
     acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -131,7 +139,8 @@ def per_class_accuracy(accuracies: dict[str, Sequence[float]], path: str | Path)
     names = list(accuracies)
     values = np.array([accuracies[name] for name in names], dtype=np.float64) * 100
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * len(names)))
-    low = min(float(values.min()), 99.0)
+    learned = values[values >= DIVERGED * 100]  # a run that learned nothing would wash out every other colour
+    low = min(float(learned.min()) if learned.size else 0.0, 99.0)
     ax.imshow(values, cmap="RdYlGn", vmin=low, vmax=100, aspect="auto")
     ax.set_xticks(range(values.shape[1]), [str(d) for d in range(values.shape[1])])
     ax.set_yticks(range(len(names)), names)

@@ -178,40 +178,51 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     return out_dir / "compare.html"
 
 
+@dataclass
+class ExperimentRun:
+    """One seed of one named run of an experiment, evaluated, and the published figure it stands beside."""
+
+    name: str
+    run_dir: Path
+    published: float | None = None  # in %
+    published_on: str = "test"  # or "validation": compared with the last epoch's validation accuracy
+    source: str = ""
+
+
 EXPERIMENT_HEADER = ["run", "model", "parameters", "epochs", "train s", "best val acc", "test acc", "precision", "recall", "F1",
                      "errors", "published", "difference"]
 
 
-def experiment_report(title: str, description: str, notes: str, runs: list[tuple[str, float | None, str, Path]],
-                      out: str | Path) -> Path:
+def experiment_report(title: str, description: str, notes: str, runs: list[ExperimentRun], out: str | Path,
+                      test_name: str = "the test set") -> Path:
     """An experiment's report: one row per named run (mean ± sd over its seeds), curves, accuracy per digit and against time.
 
-    ``runs`` holds (name, published test accuracy in % or None, where that figure is from, run directory)
-    for every seed of every run; each run directory has been evaluated. The best mean test accuracy is
-    marked. Writes ``experiment.md`` with its figures and a self-contained ``experiment.html``.
+    ``runs`` holds every seed of every named run, each evaluated on ``test_name``. The best mean test
+    accuracy is marked. Writes ``experiment.md`` with its figures and a self-contained ``experiment.html``.
     """
     from digitrec import plots
     from digitrec.checkpoint import read_metadata
 
     out_dir = check_writable_dir(out)
     by_name: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    published: dict[str, tuple[float | None, str]] = {}
-    for name, figure, source, run_dir in runs:
-        metrics = read_json(default_report_dir(run_dir) / "metrics.json", "an evaluation report")
-        by_name.setdefault(name, []).append((run_dir, metrics))
-        published[name] = (figure, source)
+    published: dict[str, ExperimentRun] = {}
+    for run in runs:
+        metrics = read_json(default_report_dir(run.run_dir) / "metrics.json", "an evaluation report")
+        by_name.setdefault(run.name, []).append((run.run_dir, metrics))
+        published[run.name] = run
     summaries = {name: _run_summary(seeds, read_metadata(seeds[0][0] / FINAL)) for name, seeds in by_name.items()}
     best = max(summaries, key=lambda name: summaries[name]["accuracy"][0])
     rows = []
     for name, summary in summaries.items():
         mean, sd, count = summary["accuracy"]
-        figure, _ = published[name]
+        figure, on = published[name].published, published[name].published_on
+        ours = mean if on == "test" else summary["last_val"]
         rows.append([f"{name} (best)" if name == best else name, summary["model"], f"{summary['parameters']:,}", summary["epochs"],
                      f"{summary['seconds']:.0f}", summary["best_val"], _mean_sd(mean, sd, count), *summary["macro"],
                      f"{summary['errors']:.0f}" if count == 1 else f"{summary['errors']:.1f}",
-                     f"{figure:.2f} %" if figure is not None else NOT_APPLICABLE,
-                     f"{mean * 100 - figure:+.2f}" if figure is not None else NOT_APPLICABLE])
-    sources = [f"{name}: {source}" for name, (figure, source) in published.items() if figure is not None and source]
+                     (f"{figure:.2f} %" + (" (val)" if on == "validation" else "")) if figure is not None else NOT_APPLICABLE,
+                     f"{ours * 100 - figure:+.2f}" if figure is not None and ours is not None else NOT_APPLICABLE])
+    sources = [f"{name}: {run.source}" for name, run in published.items() if run.published is not None and run.source]
     histories = {name: read_history(seeds[0][0]) for name, seeds in by_name.items()}
     figures = {
         "Training curves (the first seed of each run)": plots.compare_curves({k: v for k, v in histories.items() if v},
@@ -221,10 +232,11 @@ def experiment_report(title: str, description: str, notes: str, runs: list[tuple
         "Test accuracy against training time (mean over seeds)": plots.accuracy_against_time(
             {name: (s["seconds"], s["accuracy"][0]) for name, s in summaries.items()}, out_dir / "accuracy-time.png"),
     }
-    legend = ["Test accuracy is on the test set, as mean ± sd over seeds where there are several (n = seeds); it chose nothing.",
+    legend = [f"Test accuracy is on {test_name}, as mean ± sd over seeds where there are several (n = seeds); it chose nothing.",
               "train s: training time per run on the machine that ran it; best val acc: the best epoch on the held-out split "
               f"(`{NOT_APPLICABLE}` without one); precision, recall and F1 are macro averages; "
-              "difference: ours minus published, in points."]
+              "difference: ours minus published, in points: our test accuracy, or for a published validation figure (val) "
+              "our last epoch's validation accuracy (mean over seeds)."]
     lines = [f"# {title}", "", *([description, ""] if description else []), "| " + " | ".join(EXPERIMENT_HEADER) + " |",
              "|" + "---|" * len(EXPERIMENT_HEADER), *("| " + " | ".join(row) + " |" for row in rows),
              "", *(f"{line}  " for line in legend), *(["", "Published figures: " + "; ".join(sources) + "."] if sources else []),
@@ -247,6 +259,7 @@ def _run_summary(seeds: list[tuple[Path, dict[str, Any]]], meta: dict[str, Any])
     accuracies = [metrics["accuracy"] for _, metrics in seeds]
     histories = [read_history(run_dir) for run_dir, _ in seeds]
     best_vals = [max(row["val_accuracy"] for row in h) for h in histories if h and "val_accuracy" in h[0]]
+    last_vals = [h[-1]["val_accuracy"] for h in histories if h and "val_accuracy" in h[-1]]
     epochs = sorted({len(h) for h in histories})
     return {
         "model": meta["architecture"],
@@ -254,6 +267,7 @@ def _run_summary(seeds: list[tuple[Path, dict[str, Any]]], meta: dict[str, Any])
         "epochs": "/".join(map(str, epochs)),
         "seconds": statistics.mean(h[-1]["elapsed"] if h else 0.0 for h in histories),
         "best_val": f"{statistics.mean(best_vals):.2%}" if best_vals else NOT_APPLICABLE,
+        "last_val": statistics.mean(last_vals) if last_vals else None,
         "accuracy": (statistics.mean(accuracies), statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0, len(accuracies)),
         "macro": [f"{statistics.mean(m[key] for _, m in seeds):.4f}" for key in ("precision", "recall", "f1")],
         "errors": statistics.mean(m["errors"] for _, m in seeds),

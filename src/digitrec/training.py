@@ -272,14 +272,15 @@ def _training_data(config: dict[str, Any]) -> data.Digits:
 
 
 def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
-          seed: int = 0, device: str = "auto", keep_epochs: bool = False, watch: str | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> RunResult:
+          seed: int = 0, device: str = "auto", keep_epochs: bool = False, watch: str | None = None,
+          tensorboard: str | Path | None = None, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
     """Train what ``plan`` says (the default preset if None) into a new run directory.
 
     ``data_spec`` replaces the plan's own data. ``watch`` names data (``mnist``) whose test part is
     measured after every epoch for the curves (``test_loss``, ``test_accuracy``), as Keras' ``fit(...,
     validation_data=test)`` did in seed 003's report: nothing reads it, so it chooses nothing (no
-    checkpoint, schedule or early stop). Everything is checked before the run directory is
+    checkpoint, schedule or early stop). ``tensorboard`` names a folder where each epoch's metrics are
+    also logged for TensorBoard (``tensorboard`` must be installed). Everything is checked before the run directory is
     made: the device, the seed, the data and the folder itself, which must be new or empty (a run
     there is continued with :func:`resume`).
     """
@@ -296,10 +297,13 @@ def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: s
         "seed": seed,
         "keep_epochs": keep_epochs,
         "watch": watch,
+        "tensorboard": str(tensorboard) if tensorboard else None,
         "created": datetime.now().isoformat(timespec="seconds"),
         "versions": checkpoint.library_versions(),
     }
     digits = _training_data(config)
+    if tensorboard:
+        _summary_writer_class()  # installed, or a one-line error before anything is written
     run_dir = rundir.claim(Path(out) if out else rundir.new_run_dir(plan.model))
     rundir.write_json(run_dir / rundir.CONFIG, config)
     return _run(run_dir, config, digits, dev, None, progress=progress, log=log)
@@ -381,6 +385,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0
+    board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name)) if config.get("tensorboard") else None
     while state.epoch < recipe.epochs and not state.stopped_early(recipe):
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -417,6 +422,11 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
         log(_epoch_line(row, recipe.epochs))
 
         rundir.write_history(run_dir, history)
+        if board is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    board.add_scalar(key, value, epoch)
+            board.flush()
         saved_meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
         checkpoint.save(run_dir / rundir.FINAL, model_for_use, model, arguments, **saved_meta)
         if config.get("keep_epochs"):
@@ -427,6 +437,8 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
         if state.stopped_early(recipe):
             log(f"early stopping: no validation gain for {state.since_best} epochs")
 
+    if board is not None:
+        board.close()
     if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
         from digitrec import plots
 
@@ -435,6 +447,16 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     state.finished = True
     state.save(run_dir / rundir.STATE)
     return RunResult(run_dir, history)
+
+
+def _summary_writer_class() -> type:
+    """TensorBoard's SummaryWriter, imported only when asked for: the default needs nothing beyond the run directory."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DigitrecError("needs the tensorboard package: pip install tensorboard (or 'digitrec[tensorboard]')",
+                            "--tensorboard") from None
+    return SummaryWriter
 
 
 def _training_temperature(model: nn.Module, train_set: data.Digits, device: torch.device) -> float:
