@@ -141,3 +141,11 @@ def test_the_cli_dry_run_lists_every_run_with_its_time_and_trains_nothing(tmp_pa
     assert not (tmp_path / "runs").exists()
     bad = run_cli("experiment", str(write(tmp_path, "[[run]]\nname = 'a'\nlr = 1", "bad.toml")))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'run[0].lr'" in bad.stderr
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_experiment_file_is_valid_and_names_its_reports_figures(path: Path):
+    study = experiments.load(path)
+    assert study.title and study.runs
+    seed_models = [run for run in study.runs if run.model.startswith("seed")]
+    assert all(run.published is not None for run in seed_models)  # every seed model stands beside its report's figure
