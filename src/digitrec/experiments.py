@@ -57,13 +57,16 @@ class RunSpec:
 
     name: str
     model: str
-    plan: Plan
-    data: str
+    plan: Plan  # its data too: the file's, or the model's own
     seeds: tuple[int, ...]
     published: float | None = None  # a report's test accuracy in %, shown beside ours
     source: str = ""  # where that figure comes from
     published_on: str = "test"  # the figure is a test accuracy, or a validation accuracy after the last epoch
     watch: str | None = None  # data whose test part is measured every epoch for the curves, choosing nothing
+
+    @property
+    def data(self) -> str:
+        return self.plan.data
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
     except TypeError as e:  # a recipe field given a value of the wrong type
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
-    return RunSpec(name, model, plan, plan.data, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
+    return RunSpec(name, model, plan, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
                    float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"),
                    published_on, _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
 
@@ -293,12 +296,12 @@ def estimate_seconds(planned: list[Planned], measure: Callable[[Plan, str], floa
     from digitrec import training
 
     measure = measure or training.seconds_per_epoch
-    per_epoch: dict[tuple[str, str], float] = {}
+    per_epoch: dict[str, float] = {}
     estimates = {}
     for item in planned:
         remaining = 0 if item.status == "finished" else item.spec.plan.recipe.epochs - (item.done if item.status == "resume" else 0)
         history = rundir.read_history(item.run_dir) if item.status == "resume" else []
-        key = (item.spec.name, item.spec.data)
+        key = item.spec.name
         if history:
             per_epoch[key] = statistics.median(row["seconds"] for row in history)
         if remaining and key not in per_epoch:

@@ -249,11 +249,8 @@ def seconds_per_epoch(plan: Plan, data_spec: str = "mnist", data_dir: str | Path
     dev = pick_device(device)
     digits = data.load(data_spec, "train", data_dir)
     recipe = plan.recipe
-    training_count = len(digits) - (round(len(digits) * recipe.validation) if recipe.validation else 0)
-    torch.manual_seed(0)
-    net = models.create(plan.model, **plan.arguments).to(dev, memory_format=torch.channels_last)
-    state = RunState(net, make_optimizer(recipe, net), LearningRate(recipe, steps + 1), EMA(net, recipe.ema) if recipe.ema else None,
-                     torch.Generator().manual_seed(0))
+    training_count = len(data.holdout_split(digits.labels, recipe.validation, 0, recipe.split)[0]) if recipe.validation else len(digits)
+    state = _fresh_state(plan.model, plan.arguments, recipe, steps + 1, 0, dev)
     sample = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[: recipe.batch_size * (steps + 1)].numpy()
     images, labels = torch.tensor(digits.images[sample], device=dev), torch.tensor(digits.labels[sample], device=dev)
     strangers = outliers.bank(len(images) // OUTLIER_SHARE, 0).to(dev) if recipe.outliers else None
@@ -262,6 +259,14 @@ def seconds_per_epoch(plan: Plan, data_spec: str = "mnist", data_dir: str | Path
     started = time.perf_counter()
     _train_epoch(state, recipe, images[recipe.batch_size :], labels[recipe.batch_size :], 1, quiet, strangers)
     return (time.perf_counter() - started) / steps * math.ceil(training_count / recipe.batch_size)
+
+
+def _fresh_state(model: str, arguments: dict[str, Any], recipe: Recipe, steps_per_epoch: int, seed: int, dev: torch.device) -> RunState:
+    """A new model, its optimizer, schedule, EMA and data generator, all seeded: what epoch 1 starts from."""
+    torch.manual_seed(seed)
+    net = models.create(model, **arguments).to(dev, memory_format=torch.channels_last)
+    return RunState(net, make_optimizer(recipe, net), LearningRate(recipe, steps_per_epoch), EMA(net, recipe.ema) if recipe.ema else None,
+                    torch.Generator().manual_seed(seed))
 
 
 def _training_data(config: dict[str, Any]) -> data.Digits:
@@ -362,11 +367,9 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
         train_set, val_set = digits, None
     watched = data.load(config["watch"], "test", config.get("data_dir")) if config.get("watch") else None
 
-    torch.manual_seed(config["seed"])
-    net = models.create(config["model"], **config["arguments"]).to(dev, memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
-    state = RunState(net, make_optimizer(recipe, net), LearningRate(recipe, steps_per_epoch), EMA(net, recipe.ema) if recipe.ema else None,
-                     torch.Generator().manual_seed(config["seed"]))
+    state = _fresh_state(config["model"], config["arguments"], recipe, steps_per_epoch, config["seed"], dev)
+    net = state.net
     history: list[dict[str, Any]] = []
     if saved is not None:
         try:
