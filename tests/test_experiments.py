@@ -119,6 +119,40 @@ def test_an_experiment_trains_each_run_once_resumes_an_interrupted_one_and_repor
     assert {p: p.stat().st_mtime_ns for p in out.rglob("final.safetensors")} == finals
 
 
+def test_a_run_another_experiment_trained_identically_is_copied_not_trained_again(tmp_path: Path, synthetic_npz: Path):
+    root = tmp_path / "experiments"
+    first = experiments.load(small_study(tmp_path, synthetic_npz, epochs=1))
+    experiments.run(first, root / "first", tmp_path / "report-1", progress=False, log=lambda line: None)
+    data = f'"npz:{synthetic_npz}"'
+    second = experiments.load(write(tmp_path, f"""
+data = {data}
+test = {data}
+[overrides]
+epochs = 1
+batch_size = 64
+lr = 0.003
+optimizer = "adam"
+validation = 0.2
+[[run]]
+name = "the-same-cnn1"
+model = "seed001-cnn1"
+[[run]]
+name = "cnn1-lr"
+model = "seed001-cnn1"
+overrides = {{ lr = 0.001 }}
+""", "second.toml"))
+    planned = experiments.plan(second, root / "second")
+    assert [(item.label, item.status) for item in planned] == [("the-same-cnn1/seed-0", "copy"), ("cnn1-lr/seed-0", "new")]
+    assert planned[0].origin == root / "first" / "cnn1" / "seed-0"
+
+    lines: list[str] = []
+    experiments.run(second, root / "second", tmp_path / "report-2", progress=False, log=lines.append)
+    assert any("the-same-cnn1/seed-0: trained identically in" in line for line in lines)
+    copied, origin = (root / d / "seed-0" / "final.safetensors" for d in ("second/the-same-cnn1", "first/cnn1"))
+    assert copied.read_bytes() == origin.read_bytes()
+    assert {item.status for item in experiments.plan(second, root / "second")} == {"finished"}
+
+
 def test_a_run_whose_recipe_changed_is_refused_until_forced(tmp_path: Path, synthetic_npz: Path):
     out = tmp_path / "runs"
     first = experiments.load(small_study(tmp_path, synthetic_npz, epochs=1))

@@ -20,7 +20,8 @@ and with curves. An experiment file says so once::
 Each run and seed trains into ``OUT/<run>/seed-<seed>``, a run directory like any other. A run
 directory whose configuration, data checksum and library versions are what the file asks for is
 not trained again: finished, it is kept; interrupted, it is resumed. One that differs is an error
-until ``--force`` trains it again. What each run trains is decided by :func:`digitrec.plans.resolve`,
+until ``--force`` trains it again. A run that another experiment beside it has already trained to
+the end, identically, is copied from there. What each run trains is decided by :func:`digitrec.plans.resolve`,
 as for ``digitrec train``.
 """
 
@@ -90,9 +91,10 @@ class Planned:
     spec: RunSpec
     seed: int
     run_dir: Path
-    status: str  # "new", "finished", "resume" or "differs"
+    status: str  # "new", "finished", "resume", "differs" or "copy"
     done: int = 0  # epochs already trained
     detail: str = ""  # for "differs": what differs
+    origin: Path | None = None  # for "copy": the identical finished run of another experiment
 
     @property
     def label(self) -> str:
@@ -241,31 +243,51 @@ def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...]
 # --- what is there, what will run --------------------------------------------------------------------
 
 def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
-    """Each run and seed of ``experiment`` under ``out``, with what is already there: new, finished, to resume, or different."""
+    """Each run and seed of ``experiment`` under ``out``, with what is already there: new, finished, to resume, or different.
+
+    A new run that another experiment beside ``out`` has already trained, identically and to the end,
+    is to be copied from there rather than trained again (status "copy", ``origin`` its directory).
+    """
     from digitrec import checkpoint, training  # PyTorch: the library versions, and reading saved training state
 
     versions = checkpoint.library_versions()
     checksums: dict[str, str] = {}
+
+    def checksum(data_spec: str) -> str:
+        if data_spec not in checksums:
+            from digitrec import data
+
+            checksums[data_spec] = data.load(data_spec, "train").checksum
+        return checksums[data_spec]
+
+    def differences(run_dir: Path, spec: RunSpec, seed: int) -> list[str]:
+        wanted = {"model": spec.plan.model, "arguments": spec.plan.arguments, "recipe": spec.plan.recipe,
+                  "data": spec.data, "seed": seed, "watch": spec.watch}
+        config = rundir.read_config(run_dir)
+        differs = [key for key in IDENTITY if _recorded(config, key) != wanted[key]]
+        if config.get("versions") != versions:
+            differs.append(f"library versions ({_versions(config.get('versions'))} -> {_versions(versions)})")
+        if not differs and (run_dir / rundir.FINAL).is_file():
+            trained_on = checkpoint.read_metadata(run_dir / rundir.FINAL).get("data", {}).get("checksum")
+            if trained_on != checksum(spec.data):
+                differs.append("the data's checksum")
+        return differs
+
+    def trained_elsewhere(spec: RunSpec, seed: int) -> Path | None:
+        here = Path(out).resolve()
+        for candidate in sorted(Path(out).parent.glob(f"*/*/seed-{seed}")):
+            if (candidate.parents[1].resolve() != here and rundir.holds_run(candidate) and (candidate / rundir.FINAL).is_file()
+                    and not differences(candidate, spec, seed) and training.progress(candidate)[1]):
+                return candidate
+        return None
+
     planned = []
     for spec in experiment.runs:
         for seed in spec.seeds:
             run_dir = Path(out) / spec.name / f"seed-{seed}"
             item = Planned(spec, seed, run_dir, "new")
             if rundir.holds_run(run_dir):
-                wanted = {"model": spec.plan.model, "arguments": spec.plan.arguments, "recipe": spec.plan.recipe,
-                          "data": spec.data, "seed": seed, "watch": spec.watch}
-                config = rundir.read_config(run_dir)
-                differs = [key for key in IDENTITY if _recorded(config, key) != wanted[key]]
-                if config.get("versions") != versions:
-                    differs.append(f"library versions ({_versions(config.get('versions'))} -> {_versions(versions)})")
-                if not differs and (run_dir / rundir.FINAL).is_file():
-                    if spec.data not in checksums:
-                        from digitrec import data
-
-                        checksums[spec.data] = data.load(spec.data, "train").checksum
-                    trained_on = checkpoint.read_metadata(run_dir / rundir.FINAL).get("data", {}).get("checksum")
-                    if trained_on != checksums[spec.data]:
-                        differs.append("the data's checksum")
+                differs = differences(run_dir, spec, seed)
                 if differs:
                     item.status, item.detail = "differs", ", ".join(differs)
                 else:
@@ -273,6 +295,9 @@ def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
                     item.status = "finished" if finished else "resume"
             elif run_dir.is_dir() and any(run_dir.iterdir()):
                 item.status, item.detail = "differs", "the folder holds files but no run"
+            elif (origin := trained_elsewhere(spec, seed)) is not None:
+                item.status, item.origin = "copy", origin
+                item.done = training.progress(origin)[0]
             planned.append(item)
     return planned
 
@@ -299,7 +324,8 @@ def estimate_seconds(planned: list[Planned], measure: Callable[[Plan, str], floa
     per_epoch: dict[str, float] = {}
     estimates = {}
     for item in planned:
-        remaining = 0 if item.status == "finished" else item.spec.plan.recipe.epochs - (item.done if item.status == "resume" else 0)
+        trained = item.done if item.status == "resume" else 0
+        remaining = 0 if item.status in ("finished", "copy") else item.spec.plan.recipe.epochs - trained
         history = rundir.read_history(item.run_dir) if item.status == "resume" else []
         key = item.spec.name
         if history:
@@ -327,6 +353,9 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
         prefix = f"[{number}/{len(planned)}] {item.label}"
         if item.status == "finished":
             log(f"{prefix}: finished already ({item.done} epochs); kept")
+        elif item.status == "copy":
+            log(f"{prefix}: trained identically in {item.origin}; copied")
+            shutil.copytree(item.origin, item.run_dir)  # a copy, so that each experiment's folder stands alone
         elif item.status == "resume":
             log(f"{prefix}: resuming after epoch {item.done}")
             training.resume(item.run_dir, device=device, progress=progress, log=log)
@@ -358,7 +387,8 @@ def describe(planned: list[Planned], estimates: dict[str, float]) -> str:
     for item in planned:
         recipe = item.spec.plan.recipe
         what = {"new": "to train", "finished": "finished, kept", "resume": f"to resume after epoch {item.done}",
-                "differs": f"differs ({item.detail}): --force trains it again"}[item.status]
+                "differs": f"differs ({item.detail}): --force trains it again",
+                "copy": f"to copy from {item.origin.parents[1].name if item.origin else ''}"}[item.status]
         lines.append(f"{item.label:<32} {item.spec.plan.model:<18} {recipe.epochs:>3} epochs  {what:<28} "
                      f"~{_duration(estimates[item.label])}")
     lines.append(f"total still to train: ~{_duration(sum(estimates.values()))} on this machine")
