@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,28 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     """Run the real ``digitrec`` command in a subprocess."""
     return subprocess.run([sys.executable, "-m", "digitrec", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=600)
+
+
+# --- runs in other processes: their weights, and waiting on them ---
+
+def weights(run_dir: Path) -> dict[str, np.ndarray]:
+    import safetensors.torch
+
+    return {k: v.numpy() for k, v in safetensors.torch.load_file(run_dir / "final.safetensors").items()}
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    first, second = weights(a), weights(b)
+    return first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120, pause: float = 0.0005) -> bool:
+    """Poll until ``condition()``; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if process.poll() is not None:
+            return condition()
+        time.sleep(pause)
+    raise AssertionError("timed out waiting on the training process")

@@ -47,3 +47,12 @@ def test_same_generator_seed_gives_the_same_batch():
     second = random_warp(images, jitter, torch.Generator().manual_seed(3))
     assert torch.equal(first, second)
     assert not torch.equal(first[0], first[1])  # every image gets its own draw
+
+
+def test_a_share_of_a_batch_is_warped_as_the_whole_batch_would_warp_it():
+    images = torch.rand(10, 1, 28, 28)
+    jitter = Augment(rotation=10, zoom=0.1, shift=0.1, elastic=30, elastic_sigma=5)
+    whole = random_warp(images, jitter, torch.Generator().manual_seed(7))
+    rows = torch.tensor([1, 2, 3, 8])  # a process's digits and strangers among the batch's draws
+    share = random_warp(images[rows], jitter, torch.Generator().manual_seed(7), rows=rows, total=10)
+    assert torch.allclose(share, whole[rows], atol=1e-6)

@@ -10,18 +10,24 @@ import torch.nn.functional as F
 from digitrec.recipes import Augment
 
 
-def random_warp(images: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+def random_warp(images: torch.Tensor, augment: Augment, generator: torch.Generator, *, rows: torch.Tensor | None = None,
+                total: int | None = None) -> torch.Tensor:
     """Rotate, zoom (x and y independently), shift and elastically distort each ``(N, C, H, W)`` image.
 
     As in Keras, a zoom factor above 1 samples a larger area, so the digit shrinks; shifts are
     fractions of the image size. The elastic part is Simard et al.'s (2003): a uniform random
     displacement field smoothed by a Gaussian of ``elastic_sigma`` pixels and scaled by ``elastic``
     pixels. Draws come from ``generator`` (on the CPU) for reproducibility.
+
+    ``rows`` and ``total``: the images are those rows of a batch of ``total``, for which everything
+    is drawn, so that processes sharing a batch and a generator warp their shares as one would the whole.
     """
     n, _, height, width = images.shape
+    drawn = n if rows is None else total or n
 
     def uniform(*shape: int, limit: float = 1.0) -> torch.Tensor:
-        return (torch.rand(*shape, generator=generator) * 2 - 1) * limit
+        values = (torch.rand(drawn, *shape[1:], generator=generator) * 2 - 1) * limit
+        return values if rows is None else values[rows]
 
     angle = uniform(n, limit=math.radians(augment.rotation))
     zoom_x, zoom_y = 1 + uniform(n, limit=augment.zoom), 1 + uniform(n, limit=augment.zoom)

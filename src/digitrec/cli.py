@@ -9,15 +9,19 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, TrainingInterrupted
 
 if TYPE_CHECKING:
+    from digitrec.distributed import Group as Distributed
     from digitrec.predict import Reading
+    from digitrec.training import RunResult
 
 RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
 
@@ -55,10 +59,31 @@ def _recipe_options(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name, None) is not None}
 
 
+@contextlib.contextmanager
+def _launched(device: str) -> Iterator[Distributed]:
+    """The processes torchrun started with this one (alone, unless it started several), for as long as the command runs."""
+    from digitrec import distributed
+    from digitrec.inference import resolve_device
+
+    group = distributed.join(resolve_device(device))
+    try:
+        yield group
+    finally:
+        distributed.leave()
+
+
 def _train(args: argparse.Namespace) -> None:
+    overrides = _recipe_options(args)
+    with _launched(args.device) as group:
+        result = _train_in(args, overrides, group)
+    if group.leader:
+        print(f"run directory: {result.run_dir}")
+        print(f"final model:   {result.final}")
+
+
+def _train_in(args: argparse.Namespace, overrides: dict[str, object], group: Distributed) -> RunResult:
     from digitrec import plans, training
 
-    overrides = _recipe_options(args)
     if args.resume:
         others = {"--model": args.model, "--recipe": args.recipe, "--data": args.data, "--data-dir": args.data_dir, "--out": args.out,
                   "--seed": args.seed, "--keep-epochs": args.keep_epochs or None, "--watch": args.watch,
@@ -67,14 +92,12 @@ def _train(args: argparse.Namespace) -> None:
         given += ["--" + name.replace("_", "-") for name in overrides if name != "epochs"]
         if given:
             raise DigitrecError(RESUME_KEEPS, given[0])
-        result = training.resume(args.resume, epochs=args.epochs, device=args.device, progress=not args.quiet)
-    else:
-        with _as_flags():
-            plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
-        result = training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
-                                keep_epochs=args.keep_epochs, watch=args.watch, tensorboard=args.tensorboard, progress=not args.quiet)
-    print(f"run directory: {result.run_dir}")
-    print(f"final model:   {result.final}")
+        return training.resume(args.resume, epochs=args.epochs, device=args.device, group=group, progress=not args.quiet)
+    with _as_flags():
+        plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+    return training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
+                          keep_epochs=args.keep_epochs, watch=args.watch, tensorboard=args.tensorboard, group=group,
+                          progress=not args.quiet)
 
 
 def _ensemble(args: argparse.Namespace) -> None:
@@ -82,9 +105,11 @@ def _ensemble(args: argparse.Namespace) -> None:
 
     presets = args.recipe.split(",") if args.recipe else training.ENSEMBLE_PRESETS
     members = training.ENSEMBLE_MEMBERS if args.members is None else args.members
-    result = training.train_ensemble(presets, members, out=args.out, seed=args.seed, data_spec=args.data,
-                                     data_dir=args.data_dir, device=args.device, progress=not args.quiet)
-    print(f"ensemble:      {result.final}")
+    with _launched(args.device) as group:
+        result = training.train_ensemble(presets, members, out=args.out, seed=args.seed, data_spec=args.data,
+                                         data_dir=args.data_dir, device=args.device, group=group, progress=not args.quiet)
+    if group.leader:
+        print(f"ensemble:      {result.final}")
 
 
 def _experiment(args: argparse.Namespace) -> None:
@@ -98,8 +123,10 @@ def _experiment(args: argparse.Namespace) -> None:
         print(f"{experiment.title}: {len(planned)} runs under {out}")
         print(experiments.describe(planned, experiments.estimate_seconds(planned)))
         return
-    page = experiments.run(experiment, out, report_dir, force=args.force, device=args.device, progress=not args.quiet)
-    print(f"report: {page} (and experiment.md beside it)")
+    with _launched(args.device) as group:
+        page = experiments.run(experiment, out, report_dir, force=args.force, device=args.device, group=group, progress=not args.quiet)
+    if page is not None:
+        print(f"report: {page} (and experiment.md beside it)")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -335,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--momentum", type=float, help="momentum of SGD and RMSprop, in [0, 1)")
     recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (SGD)")
     recipe.add_argument("--weight-decay", type=float, help="L2 penalty on weights, never on biases or norms (decoupled for adamw)")
-    recipe.add_argument("--batch-size", type=int, help="images per step")
+    recipe.add_argument("--batch-size", type=int, help="images per step: the global batch, shared out over the processes under torchrun")
     recipe.add_argument("--epochs", type=int, help="passes over the training data")
     recipe.add_argument("--schedule", choices=SCHEDULES,
                         help="learning rate over time: constant; step (x0.1 every 10 epochs); plateau (halved after 3 epochs "
@@ -458,6 +485,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leader() -> bool:
+    """Whether this process speaks for its group: alone, or torchrun's global rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _resume_command(run_dir: str) -> str:
+    """The command that continues a stopped run: as it was started, alone or under torchrun with as many processes."""
+    resume = f"-m digitrec train --resume {shlex.quote(run_dir)}"
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes == 1:
+        return f"digitrec train --resume {shlex.quote(run_dir)}"
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+    if per_machine == processes:
+        return f"torchrun --nproc_per_node={processes} {resume}"
+    nodes = processes // per_machine
+    return f"torchrun --nnodes={nodes} --nproc_per_node={per_machine} --rdzv-endpoint=HOST:PORT {resume} (on every machine)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -468,6 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except TrainingInterrupted as e:  # everything is saved: say how to go on, once for a group
+        if _leader():
+            again = (f"continue with: {_resume_command(e.run_dir)}" if args.command == "train"
+                     else f"the same `digitrec {args.command}` command continues where it stopped")
+            print(f"digitrec: interrupted: {e}; {again}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         again = ("the same `digitrec experiment` command continues where it stopped" if args.command == "experiment"
                  else "a training run continues with `digitrec train --resume RUN_DIR`")

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import http.client
 import io
+import math
 import os
 import re
 import struct
@@ -130,7 +131,7 @@ def parse_idx(raw: bytes, source: str) -> np.ndarray:
     if len(raw) < header:
         raise DigitrecError(f"file is {len(raw)} bytes, shorter than its {header}-byte header", source, "byte 4")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python integers: a forged header cannot overflow it
     actual = len(raw) - header
     if actual < expected:
         raise DigitrecError(

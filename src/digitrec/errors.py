@@ -20,3 +20,11 @@ class DigitrecError(Exception):
     def __str__(self) -> str:
         where = ", ".join(str(part) for part in (self.source, self.place) if part)
         return f"{where}: {self.reason}" if where else self.reason
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped at a step boundary (Ctrl-C, SIGTERM) after saving everything: ``--resume`` continues it exactly."""
+
+    def __init__(self, run_dir: str, epoch: int, step: int, steps: int):
+        self.run_dir, self.epoch, self.step, self.steps = run_dir, epoch, step, steps
+        super().__init__(f"{run_dir}: stopped in epoch {epoch} after step {step} of {steps}; everything up to there is saved")

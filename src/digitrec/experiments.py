@@ -36,12 +36,15 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digitrec import plans, rundir
 from digitrec.errors import DigitrecError
 from digitrec.plans import Plan
 from digitrec.recipes import Recipe
+
+if TYPE_CHECKING:
+    from digitrec.distributed import Group
 
 TOP_KEYS = {"title", "description", "seeds", "data", "test", "watch", "overrides", "run", "grid", "notes"}
 RUN_KEYS = {"name", "model", "recipe", "arguments", "overrides", "seeds", "data", "watch", "published", "published_on", "source"}
@@ -339,17 +342,25 @@ def estimate_seconds(planned: list[Planned], measure: Callable[[Plan, str], floa
 # --- running it -------------------------------------------------------------------------------------
 
 def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, force: bool = False, device: str = "auto",
-        progress: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Train what is not trained yet, evaluate what is not evaluated, and write the report; returns its HTML file."""
-    from digitrec import data, report, training
+        group: Group | None = None, progress: bool = True, log: Callable[[str], None] = print) -> Path | None:
+    """Train what is not trained yet, evaluate what is not evaluated, and write the report; returns its HTML file.
 
-    planned = plan(experiment, out)
+    Under torchrun (``group``), the runs are shared out over the processes, each trained alone (run
+    N by process N modulo their number, on a disk they all see); the leader writes the report and
+    returns its file, the others None.
+    """
+    from digitrec import data, distributed, report, training
+
+    group = group or distributed.ALONE
+    planned = distributed.from_leader(group, lambda: plan(experiment, out))
     test_name = data.load(experiment.test, "test").name
     stale = [item for item in planned if item.status == "differs"]
     if stale and not force:
         item = stale[0]
         raise DigitrecError(f"holds a different run ({item.detail}); `--force` trains it again, or choose another --out", str(item.run_dir))
     for number, item in enumerate(planned, 1):
+        if (number - 1) % group.size != group.rank:
+            continue
         prefix = f"[{number}/{len(planned)}] {item.label}"
         if item.status == "finished":
             log(f"{prefix}: finished already ({item.done} epochs); kept")
@@ -369,6 +380,9 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
                            watch=item.spec.watch, progress=progress, log=log)
         if not _evaluated(item.run_dir, test_name):
             report.evaluate_model(item.run_dir, experiment.test)
+    distributed.wait(group)
+    if not group.leader:
+        return None
     runs = [report.ExperimentRun(item.spec.name, item.run_dir, item.spec.published, item.spec.published_on, item.spec.source)
             for item in planned]
     return report.experiment_report(experiment.title, experiment.description, experiment.notes, runs, report_dir, test_name)

@@ -47,6 +47,11 @@ def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
     return candidate
 
 
+def launched_run_dir(name: str, run_id: str, root: Path = Path("runs")) -> Path:
+    """``root/NAME-RUNID``: where a run started by torchrun goes without ``--out``, so that a restarted group finds it."""
+    return root / f"{name}-{run_id}"
+
+
 def holds_run(path: Path) -> bool:
     return (path / CONFIG).is_file()
 

@@ -6,8 +6,12 @@ What a run trains comes from :mod:`digitrec.plans`; where its files go, from :mo
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -20,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitrec import checkpoint, data, models, outliers, plans, rundir
+from digitrec import checkpoint, data, distributed, models, outliers, plans, rundir
 from digitrec.augment import random_warp
-from digitrec.errors import DigitrecError
+from digitrec.distributed import ALONE, Group
+from digitrec.errors import DigitrecError, TrainingInterrupted
 from digitrec.inference import current_export, file_digest, predict_logits, resolve_device
 from digitrec.metrics import Evaluation, fit_temperature
 from digitrec.plans import Plan
@@ -177,7 +182,10 @@ class RunState:
     """Everything ``--resume`` needs, saved and restored as one value, so a run continues exactly where it stopped.
 
     ``finished`` marks a run that ran its course (every epoch, or stopped early) and was exported:
-    resuming it changes nothing.
+    resuming it changes nothing. A run stopped within an epoch (Ctrl-C) also holds that epoch's
+    order, the steps it has taken and its running sums, so it continues at the next step. The
+    generator is the same in every process of a group; the global random state (dropout) is each
+    process's own, and all of them are saved (``rngs``, in rank order).
     """
 
     net: nn.Module
@@ -189,25 +197,35 @@ class RunState:
     best_accuracy: float = -1.0
     since_best: int = 0
     finished: bool = False
+    step: int = 0  # steps taken in the epoch after ``epoch``
+    order: torch.Tensor | None = None  # that epoch's order of the training digits, once drawn
+    loss_sum: torch.Tensor | None = None  # that epoch's running sums
+    correct: torch.Tensor | None = None
+    seconds: float = 0.0  # the time that epoch has taken so far
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, rngs: list[torch.Tensor]) -> None:
         checkpoint.save_state(path, {
             "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "ema": self.ema.model.state_dict() if self.ema else None,
-            "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
+            "rng": rngs[0], "rank_rngs": rngs[1:], "generator": self.generator.get_state(),
             "best_accuracy": self.best_accuracy, "since_best": self.since_best, "finished": self.finished,
+            "step": self.step, "order": self.order, "loss_sum": self.loss_sum, "correct": self.correct, "seconds": self.seconds,
         })
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def restore(self, saved: dict[str, Any], rank: int = 0) -> None:
         self.net.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])
         if self.ema is not None:
             self.ema.model.load_state_dict(saved["ema"])
-        torch.set_rng_state(saved["rng"])
+        rngs = [saved["rng"], *saved.get("rank_rngs", [])]
+        if rank < len(rngs):  # a process the run did not have keeps the state its rank seeded
+            torch.set_rng_state(rngs[rank])
         self.generator.set_state(saved["generator"])
         self.epoch, self.best_accuracy, self.since_best = int(saved["epoch"]), saved["best_accuracy"], int(saved["since_best"])
         self.finished = bool(saved["finished"])
+        self.step, self.order, self.seconds = int(saved.get("step", 0)), saved.get("order"), float(saved.get("seconds", 0.0))
+        self.loss_sum, self.correct = saved.get("loss_sum"), saved.get("correct")
 
     def stopped_early(self, recipe: Recipe) -> bool:
         return _patience_ran_out(recipe, self.since_best)
@@ -278,7 +296,8 @@ def _training_data(config: dict[str, Any]) -> data.Digits:
 
 def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: str | Path | None = None, out: str | Path | None = None,
           seed: int = 0, device: str = "auto", keep_epochs: bool = False, watch: str | None = None,
-          tensorboard: str | Path | None = None, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+          tensorboard: str | Path | None = None, group: Group = ALONE, progress: bool = True,
+          log: Callable[[str], None] = print) -> RunResult:
     """Train what ``plan`` says (the default preset if None) into a new run directory.
 
     ``data_spec`` replaces the plan's own data. ``watch`` names data (``mnist``) whose test part is
@@ -288,6 +307,12 @@ def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: s
     also logged for TensorBoard (``tensorboard`` must be installed). Everything is checked before the run directory is
     made: the device, the seed, the data and the folder itself, which must be new or empty (a run
     there is continued with :func:`resume`).
+
+    ``group`` (:func:`digitrec.distributed.join` under torchrun) trains one model in several
+    processes: each takes its share of every batch of ``recipe.batch_size`` digits, the global batch,
+    so that one process and several train the same recipe. Only the group's leader writes files.
+    Ctrl-C (or SIGTERM) stops training at the next step once everything is saved and raises
+    :class:`TrainingInterrupted`; :func:`resume` continues it exactly.
     """
     plan = plan or plans.resolve()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -309,19 +334,54 @@ def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: s
     digits = _training_data(config)
     if tensorboard:
         _summary_writer_class()  # installed, or a one-line error before anything is written
-    run_dir = rundir.claim(Path(out) if out else rundir.new_run_dir(plan.model))
-    rundir.write_json(run_dir / rundir.CONFIG, config)
-    return _run(run_dir, config, digits, dev, None, progress=progress, log=log)
+    if out is None and (launch := distributed.run_id()):
+        out = rundir.launched_run_dir(plan.model, launch)
+    if out is not None and distributed.restarted() and distributed.from_leader(group, lambda: _started(Path(out), config)):
+        if group.leader:  # after one of its processes failed (--max-restarts)
+            log(f"torchrun restarted the group: continuing {out}")
+        return resume(out, device=device, group=group, progress=progress, log=log)
+
+    def claim() -> tuple[Path, dict[str, Any]]:
+        run_dir = rundir.claim(Path(out) if out else rundir.new_run_dir(plan.model))
+        rundir.write_json(run_dir / rundir.CONFIG, config)
+        return run_dir, config
+
+    run_dir, config = distributed.from_leader(group, claim)
+    return _run(run_dir, config, digits, dev, None, group=group, progress=progress, log=log)
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto", progress: bool = True,
+def _started(run_dir: Path, config: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds the run ``config`` describes, begun before torchrun restarted the group."""
+    if not rundir.holds_run(run_dir):
+        return False
+    begun = rundir.read_config(run_dir)
+    asked = json.loads(json.dumps(config))  # as it reads back from config.json: tuples are lists
+    return all(begun.get(key) == asked[key] for key in ("model", "arguments", "recipe", "data", "data_dir", "seed", "watch"))
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto", group: Group = ALONE, progress: bool = True,
            log: Callable[[str], None] = print) -> RunResult:
-    """Continue an interrupted run from its last completed epoch; a finished run is left as it is.
+    """Continue an interrupted run where it stopped (its last epoch, or the step Ctrl-C stopped it at); leave a finished one as it is.
 
     ``epochs`` trains a run further, to that many epochs in all (its schedule stretched to the new
-    length); a run that stopped early stays stopped.
+    length); a run that stopped early stays stopped. Under torchrun (``group``), the leader reads
+    the run directory and hands what it read to the others, so it need not be on a shared disk.
     """
     run_dir = Path(run_dir)
+    dev = pick_device(device)
+    config, saved = distributed.from_leader(group, lambda: _resumable(run_dir, epochs))
+    recipe = Recipe.from_dict(config["recipe"])
+    if saved and saved["finished"]:
+        if group.leader:
+            log(f"{run_dir}: already finished ({saved['epoch']}/{recipe.epochs} epochs); nothing to do")
+            _export(run_dir, log)
+        return RunResult(run_dir, rundir.read_history(run_dir) if group.leader else [])
+    digits = _training_data(config)
+    return _run(run_dir, config, digits, dev, saved, group=group, progress=progress, log=log)
+
+
+def _resumable(run_dir: Path, epochs: int | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A run directory's configuration and saved state, checked; with ``epochs``, its recipe lengthened (and recorded)."""
     config = rundir.read_config(run_dir)
     source = str(run_dir / rundir.CONFIG)
     missing = [key for key in ("model", "arguments", "recipe", "data", "seed") if key not in config]
@@ -335,6 +395,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
         raise DigitrecError(f"recipe field {e.source}: {e.reason}", source) from None
     except TypeError as e:
         raise DigitrecError(f"unreadable recipe ({e})", source) from None
+    for stray in run_dir.glob(".*.tmp"):  # a write a kill cut short: the file it was replacing is whole
+        stray.unlink(missing_ok=True)
     saved = _read_state(run_dir, recipe)
     done = saved["epoch"] if saved else 0
     if epochs is not None and epochs != recipe.epochs:
@@ -342,24 +404,18 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
             raise DigitrecError(f"stopped early at epoch {done} (no validation gain): more epochs would not continue it", "--epochs")
         if epochs < max(done, 1):
             raise DigitrecError(f"this run has trained {done} epochs already; --epochs must be at least that", "--epochs")
-        recipe = replace(recipe, epochs=epochs)
-        config["recipe"] = recipe.to_dict()
+        config["recipe"] = replace(recipe, epochs=epochs).to_dict()
         if saved:
             saved["finished"] = False
-    dev = pick_device(device)
-    if saved and saved["finished"]:
-        log(f"{run_dir}: already finished ({done}/{recipe.epochs} epochs); nothing to do")
-        _export(run_dir, log)
-        return RunResult(run_dir, rundir.read_history(run_dir))
-    digits = _training_data(config)
-    if epochs is not None:  # the run's own record of what it trains: --resume alone finds it as it was
-        rundir.write_json(run_dir / rundir.CONFIG, config)
-    return _run(run_dir, config, digits, dev, saved, progress=progress, log=log)
+        rundir.write_json(run_dir / rundir.CONFIG, config)  # the run's own record of what it trains: --resume alone finds it as it was
+    return config, saved
 
 
 def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.device, saved: dict[str, Any] | None, *,
-         progress: bool, log: Callable[[str], None]) -> RunResult:
+         group: Group, progress: bool, log: Callable[[str], None]) -> RunResult:
     recipe = Recipe.from_dict(config["recipe"])
+    if not group.leader:  # the leader speaks and writes for the group
+        progress, log = False, _quiet
     if recipe.validation:
         train_index, val_index = data.holdout_split(digits.labels, recipe.validation, config["seed"], recipe.split)
         train_set, val_set = digits.subset(train_index), digits.subset(val_index, f"{digits.name} (validation)")
@@ -369,16 +425,25 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
 
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     state = _fresh_state(config["model"], config["arguments"], recipe, steps_per_epoch, config["seed"], dev)
+    if group.rank:  # each process its own dropout; the leader draws as a lone process does
+        torch.manual_seed(config["seed"] + (group.rank << 32))
     net = state.net
     history: list[dict[str, Any]] = []
     if saved is not None:
         try:
-            state.restore(saved)
+            state.restore(saved, group.rank)
         except (KeyError, RuntimeError, ValueError) as e:
             raise DigitrecError(f"training state does not fit this run ({str(e).splitlines()[0][:200]})",
                                 str(run_dir / rundir.STATE)) from None
-        history = [row for row in rundir.read_history(run_dir) if row["epoch"] <= state.epoch]
-        log(f"resuming {run_dir} at epoch {state.epoch + 1}/{recipe.epochs}")
+        if group.leader:
+            history = [row for row in rundir.read_history(run_dir) if row["epoch"] <= state.epoch]
+        where = f"epoch {state.epoch + 1}/{recipe.epochs}" + (f", step {state.step + 1}/{steps_per_epoch}" if state.step else "")
+        log(f"resuming {run_dir} at {where}")
+        processes = 1 + len(saved.get("rank_rngs", []))
+        if processes != group.size:
+            log(f"note: this run was saved by {processes} process(es) and continues in {group.size}: "
+                "it continues, but not bit for bit as it would have")
+    forward = distributed.wrap(net, group)
 
     images = torch.tensor(train_set.images, device=dev)
     labels = torch.tensor(train_set.labels, device=dev)
@@ -388,68 +453,128 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0
-    board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name)) if config.get("tensorboard") else None
-    while state.epoch < recipe.epochs and not state.stopped_early(recipe):
-        epoch = state.epoch + 1
-        started = time.perf_counter()
-        bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress)
-        try:
-            row = _train_epoch(state, recipe, images, labels, epoch, bar, strangers)
-        except FloatingPointError as e:
-            raise DigitrecError(f"training diverged: {e}; try a lower learning rate than {recipe.lr:g} (the epochs before are saved)",
-                                str(run_dir)) from None
-        finally:
-            bar.close()
-        model_for_use = state.ema.model if state.ema is not None else net
-        temperature = None
-        if val_set is not None:
-            val_logits = predict_logits(model_for_use, val_set.images, device=str(dev)).numpy()
-            result = Evaluation.from_logits(val_logits, val_set.labels)
-            row.update(val_loss=result.loss, val_accuracy=result.accuracy)
-            temperature = fit_temperature(val_logits, val_set.labels)
-        if watched is not None:  # for the curves only: nothing below reads it
-            result = Evaluation.from_logits(predict_logits(model_for_use, watched.images, device=str(dev)).numpy(), watched.labels)
-            row.update(test_loss=result.loss, test_accuracy=result.accuracy)
-        monitored = row.get("val_accuracy", row["train_accuracy"])
-        improved = monitored > state.best_accuracy
-        state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
-        state.epoch = epoch
-        if temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
-            temperature = _training_temperature(model_for_use, train_set, dev)
-        row["seconds"] = time.perf_counter() - started
-        elapsed += row["seconds"]
-        row["elapsed"] = elapsed
-        history.append(row)
-        if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
-            state.schedule.epoch_end(monitored)
-        log(_epoch_line(row, recipe.epochs))
+    board = None
+    if config.get("tensorboard") and group.leader:
+        board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name))
+    with _StopRequests(log) as stop:
+        while state.epoch < recipe.epochs and not state.stopped_early(recipe):
+            epoch = state.epoch + 1
+            started = time.perf_counter() - state.seconds
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress, state.step)
+            try:
+                row = _train_epoch(state, recipe, images, labels, epoch, bar, strangers, group=group, forward=forward,
+                                   stop=lambda: distributed.anyone(stop.requested, group),
+                                   check_replicas=os.environ.get("DIGITREC_CHECK_REPLICAS") == "1")
+            except FloatingPointError as e:
+                raise DigitrecError(f"training diverged: {e}; try a lower learning rate than {recipe.lr:g} (the epochs before are saved)",
+                                    str(run_dir)) from None
+            finally:
+                bar.close()
+            if row is None:  # asked to stop: keep every step taken, and say how to go on
+                state.seconds = time.perf_counter() - started
+                _save_state(state, run_dir, group)
+                raise TrainingInterrupted(str(run_dir), epoch, state.step, steps_per_epoch)
+            distributed.average_buffers(net, group)
+            if state.ema is not None:
+                distributed.average_buffers(state.ema.model, group)
+            model_for_use = state.ema.model if state.ema is not None else net
+            temperature = None
+            if val_set is not None:
+                val_logits = _logits(model_for_use, val_set.images, dev, group)
+                result = Evaluation.from_logits(val_logits, val_set.labels)
+                row.update(val_loss=result.loss, val_accuracy=result.accuracy)
+                temperature = fit_temperature(val_logits, val_set.labels)
+            if watched is not None:  # for the curves only: nothing below reads it
+                result = Evaluation.from_logits(_logits(model_for_use, watched.images, dev, group), watched.labels)
+                row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+            monitored = row.get("val_accuracy", row["train_accuracy"])
+            improved = monitored > state.best_accuracy
+            state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
+            state.epoch, state.seconds = epoch, 0.0
+            if group.leader and temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
+                temperature = _training_temperature(model_for_use, train_set, dev)
+            row["seconds"] = time.perf_counter() - started
+            elapsed += row["seconds"]
+            row["elapsed"] = elapsed
+            history.append(row)
+            if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
+                state.schedule.epoch_end(monitored)
+            log(_epoch_line(row, recipe.epochs))
 
-        rundir.write_history(run_dir, history)
-        if board is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    board.add_scalar(key, value, epoch)
-            board.flush()
-        saved_meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
-        checkpoint.save(run_dir / rundir.FINAL, model_for_use, model, arguments, **saved_meta)
-        if config.get("keep_epochs"):
-            checkpoint.save(run_dir / rundir.epoch_file(epoch), model_for_use, model, arguments, **saved_meta)
-        if improved:
-            checkpoint.save(run_dir / rundir.BEST, model_for_use, model, arguments, **saved_meta)
-        state.save(run_dir / rundir.STATE)
-        if state.stopped_early(recipe):
-            log(f"early stopping: no validation gain for {state.since_best} epochs")
+            if group.leader:
+                rundir.write_history(run_dir, history)
+                if board is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            board.add_scalar(key, value, epoch)
+                    board.flush()
+                saved_meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
+                checkpoint.save(run_dir / rundir.FINAL, model_for_use, model, arguments, **saved_meta)
+                if config.get("keep_epochs"):
+                    checkpoint.save(run_dir / rundir.epoch_file(epoch), model_for_use, model, arguments, **saved_meta)
+                if improved:
+                    checkpoint.save(run_dir / rundir.BEST, model_for_use, model, arguments, **saved_meta)
+            _save_state(state, run_dir, group)
+            if state.stopped_early(recipe):
+                log(f"early stopping: no validation gain for {state.since_best} epochs")
 
     if board is not None:
         board.close()
-    if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
-        from digitrec import plots
+    if group.leader:
+        if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
+            from digitrec import plots
 
-        plots.training_curves(history, run_dir / rundir.CURVES)
-    _export(run_dir, log)
+            plots.training_curves(history, run_dir / rundir.CURVES)
+        _export(run_dir, log)
     state.finished = True
-    state.save(run_dir / rundir.STATE)
+    _save_state(state, run_dir, group)
     return RunResult(run_dir, history)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def _save_state(state: RunState, run_dir: Path, group: Group) -> None:
+    """Every process's random state gathered, the leader writes the run's state (all processes take part)."""
+    rngs = distributed.gather_states(torch.get_rng_state(), group)
+    if group.leader:
+        state.save(run_dir / rundir.STATE, rngs)
+
+
+def _logits(model: nn.Module, images: np.ndarray, dev: torch.device, group: Group) -> np.ndarray:
+    """The model's logits for all ``images``, each process computing its share."""
+    part = predict_logits(model, images[group.share(len(images))], device=str(dev)).to(dev)
+    return distributed.gather_rows(part, len(images), group).cpu().numpy()
+
+
+class _StopRequests:
+    """Ctrl-C (SIGINT) or SIGTERM during training asks it to stop at the next step, once its state is saved.
+
+    A second Ctrl-C stops at once (what was saved at the last epoch or stop stays intact). Signal
+    handlers can only be set in the main thread; elsewhere training runs to its end as before.
+    """
+
+    def __init__(self, log: Callable[[str], None]):
+        self.requested = False
+        self.log = log
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._ask)
+        return self
+
+    def _ask(self, number: int, frame: Any) -> None:
+        if self.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("stopping after this step, once everything is saved (Ctrl-C again stops at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def _summary_writer_class() -> type:
@@ -485,10 +610,10 @@ def _export(run_dir: Path, log: Callable[[str], None]) -> None:
         log(f"note: no ONNX export ({e.__class__.__name__}: {str(e).splitlines()[0][:200]}); PyTorch will run this model")
 
 
-def _progress(total: int, description: str, enabled: bool):
+def _progress(total: int, description: str, enabled: bool, done: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="batch", leave=False, disable=not enabled or None,
+    return tqdm(total=total, initial=done, desc=description, unit="batch", leave=False, disable=not enabled or None,
                 file=sys.stderr, dynamic_ncols=True)
 
 
@@ -499,7 +624,7 @@ ENSEMBLE_PRESETS = ("default",)
 
 def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int = ENSEMBLE_MEMBERS, *, out: str | Path | None = None,
                    seed: int = 0, data_spec: str = "mnist", data_dir: str | Path | None = None, device: str = "auto",
-                   progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+                   group: Group = ALONE, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
     """Train ``members`` models, member N from ``presets[N % len(presets)]`` with seed ``seed + N``, and combine them.
 
     Four default models by default: members of one recipe make much the same mistakes, so on MNIST
@@ -511,6 +636,9 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     (presets, seed, data). Running it again with the same ``out`` skips finished members, resumes
     an interrupted one and may ask for more or fewer members; the presets, seed and data cannot
     change. The combined model is ``out/final.safetensors`` with architecture ``ensemble``.
+
+    Under torchrun (``group``), the members are shared out over the processes, each trained alone
+    (member N by process N modulo their number); the leader combines them.
     """
     presets = [presets] if isinstance(presets, str) else list(presets)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
@@ -519,32 +647,40 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
         raise DigitrecError("an ensemble needs at least one preset", "--recipe")
     chosen = [plans.resolve(recipe=name, data=data_spec) for name in presets]
     pick_device(device)
-    out = Path(out) if out else rundir.new_run_dir("ensemble")
+    if out is None and (launch := distributed.run_id()):
+        out = rundir.launched_run_dir("ensemble", launch)
     record = {"presets": presets, "seed": seed, "data": data_spec, "data_dir": str(data_dir) if data_dir else None}
-    if rundir.holds_ensemble(out):
-        made = rundir.read_json(out / rundir.ENSEMBLE, "an ensemble")
-        for key, value in record.items():
-            if made.get(key) != value:
-                raise DigitrecError(f"this ensemble was made with {key} {made.get(key)!r}, not {value!r}; "
-                                    "choose another --out for a different ensemble", str(out))
-    else:
-        rundir.claim(out, "ensemble")
-        rundir.write_json(out / rundir.ENSEMBLE, {**record, "created": datetime.now().isoformat(timespec="seconds")})
-    histories: list[dict[str, Any]] = []
-    finals: list[Path] = []
-    for index in range(members):
+
+    def claim() -> Path:
+        where = Path(out) if out else rundir.new_run_dir("ensemble")
+        if rundir.holds_ensemble(where):
+            made = rundir.read_json(where / rundir.ENSEMBLE, "an ensemble")
+            for key, value in record.items():
+                if made.get(key) != value:
+                    raise DigitrecError(f"this ensemble was made with {key} {made.get(key)!r}, not {value!r}; "
+                                        "choose another --out for a different ensemble", str(where))
+        else:
+            rundir.claim(where, "ensemble")
+            rundir.write_json(where / rundir.ENSEMBLE, {**record, "created": datetime.now().isoformat(timespec="seconds")})
+        return where
+
+    out = distributed.from_leader(group, claim)
+    for index in range(group.rank, members, group.size):
         member_dir = rundir.member_dir(out, index)
         label = f"member {index + 1}/{members}"
         plan = chosen[index % len(chosen)]
         if rundir.holds_run(member_dir):
             log(f"{label}: {member_dir}")
-            result = resume(member_dir, device=device, progress=progress, log=log)
+            resume(member_dir, device=device, progress=progress, log=log)
         else:
             log(f"{label}: training the {presets[index % len(presets)]} preset with seed {seed + index}")
-            result = train(plan, data_spec=data_spec, data_dir=data_dir, out=member_dir, seed=seed + index, device=device,
-                           progress=progress, log=log)
-        histories += [{**row, "member": index} for row in result.history]
-        finals.append(result.final)
+            train(plan, data_spec=data_spec, data_dir=data_dir, out=member_dir, seed=seed + index, device=device,
+                  progress=progress, log=log)
+    distributed.wait(group)
+    if not group.leader:
+        return RunResult(out, [])
+    histories = [{**row, "member": index} for index in range(members) for row in rundir.read_history(rundir.member_dir(out, index))]
+    finals = [rundir.member_dir(out, index) / rundir.FINAL for index in range(members)]
     digests = [file_digest(path) for path in finals]
     if (out / rundir.FINAL).is_file() and checkpoint.read_metadata(out / rundir.FINAL).get("members_sha256") == digests:
         log(f"{out}: already finished ({members} members); nothing to do")
@@ -564,42 +700,68 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
 
 
 def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any,
-                 strangers: torch.Tensor | None = None) -> dict[str, Any]:
-    """One pass over the shuffled training set; returns the epoch's training metrics.
+                 strangers: torch.Tensor | None = None, *, group: Group = ALONE, forward: nn.Module | None = None,
+                 stop: Callable[[], bool] | None = None, check_replicas: bool = False) -> dict[str, Any] | None:
+    """One pass over the shuffled training set, from the step the state is at; the epoch's training metrics.
 
     With outlier exposure, each batch also holds a quarter as many ``strangers`` (non-digits),
     whose loss is their cross-entropy to the uniform distribution, weighted by ``recipe.outliers``.
 
+    In a group, every process draws the same order and the same random numbers for the whole global
+    batch, then trains on its own share: the loss of a share is scaled so that the gradients DDP
+    averages over the group (``forward``) are those of the whole batch. Returns None, the steps
+    taken kept in ``state``, when ``stop()`` says so before a step. ``check_replicas`` compares
+    every process's weights after every step (DIGITREC_CHECK_REPLICAS=1; slow, for tests and doubts).
+
     Raises FloatingPointError as soon as the loss is seen to be NaN or infinite: every 20 steps,
-    where the progress bar reads it anyway, and at the end.
+    where the progress bar reads it anyway (alone; a group checks all ranks' loss at the end), and at the end.
     """
     net, optimizer = state.net, state.optimizer
+    forward = forward or net
     net.train()
     steps = math.ceil(len(images) / recipe.batch_size)
-    order = torch.randperm(len(images), generator=state.generator).to(images.device)
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
-    for step in range(steps):
+    if state.order is None:
+        state.order = torch.randperm(len(images), generator=state.generator)
+        state.loss_sum, state.correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    order = state.order.to(images.device)
+    loss_sum, correct = state.loss_sum.to(images.device), state.correct.to(images.device)
+    for step in range(state.step, steps):
+        if stop is not None and stop():
+            state.step, state.loss_sum, state.correct = step, loss_sum.cpu(), correct.cpu()
+            return None
         batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-        x = images[batch]
+        if len(batch) < group.size:  # too few digits left to give every process one: the group skips them
+            continue
+        mine = batch[group.share(len(batch))]
+        x = images[mine]
+        shared = len(batch) // OUTLIER_SHARE if strangers is not None else 0
         if strangers is not None:
-            x = torch.cat([x, strangers[torch.randint(len(strangers), (len(batch) // OUTLIER_SHARE,), generator=state.generator)]])
+            drawn = torch.randint(len(strangers), (shared,), generator=state.generator)
+            x = torch.cat([x, strangers[drawn[group.share(shared)]]])
         x = x.unsqueeze(1).float().div_(255)
         if recipe.augment.active and epoch > recipe.plain_epochs:
-            x = random_warp(x, recipe.augment, state.generator)
+            rows = None
+            if group.size > 1:  # this process's digits and strangers among the global batch's draws
+                digits, others = range(len(batch))[group.share(len(batch))], range(shared)[group.share(shared)]
+                rows = torch.tensor([*digits, *(len(batch) + i for i in others)], dtype=torch.long)
+            x = random_warp(x, recipe.augment, state.generator, rows=rows, total=len(batch) + shared)
         x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[batch]
+        y = labels[mine]
         lr = state.schedule.at((epoch - 1) * steps + step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logits = net(x)
-        logits, stranger_logits = logits[: len(batch)], logits[len(batch) :]
-        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) + models.l2_penalty(net)
+        for group_of_params in optimizer.param_groups:
+            group_of_params["lr"] = lr
+        logits = forward(x)
+        logits, stranger_logits = logits[: len(mine)], logits[len(mine) :]
+        share = len(mine) * group.size / len(batch)  # 1 for a lone process
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * share + models.l2_penalty(net)
         if len(stranger_logits):
-            loss = loss + recipe.outliers * (stranger_logits.logsumexp(1) - stranger_logits.mean(1)).mean()
+            stranger_share = len(stranger_logits) * group.size / shared
+            loss = loss + recipe.outliers * stranger_share * (stranger_logits.logsumexp(1) - stranger_logits.mean(1)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if check_replicas and not distributed.same_everywhere(net, group):
+            raise DigitrecError(f"the processes' weights differ after step {step + 1} of epoch {epoch}", "DIGITREC_CHECK_REPLICAS")
         if state.ema is not None:
             state.ema.update(net)
         loss_sum += loss.detach() * len(batch)
@@ -607,13 +769,15 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
         bar.update()
         if step % 20 == 0:
             value = loss.item()
-            if not math.isfinite(value):
+            if not math.isfinite(value) and group.size == 1:
                 raise FloatingPointError(f"the loss became {value} in epoch {epoch}, step {step + 1}")
-            bar.set_postfix(loss=f"{value:.4f}", acc=f"{float(correct) / ((step + 1) * recipe.batch_size):.2%}")
-    train_loss = float(loss_sum) / len(images)
+            bar.set_postfix(loss=f"{value:.4f}", acc=f"{float(correct) / ((step + 1) * len(mine)):.2%}")
+    train_loss = float(distributed.total(loss_sum, group)) / group.size / len(images)
+    train_accuracy = float(distributed.total(correct, group)) / len(images)
+    state.step, state.order, state.loss_sum, state.correct = 0, None, None, None
     if not math.isfinite(train_loss):
         raise FloatingPointError(f"the loss became {train_loss} in epoch {epoch}")
-    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": float(correct) / len(images), "lr": lr}
+    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "lr": lr}
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:

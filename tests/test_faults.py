@@ -1,0 +1,153 @@
+"""A run never loses work: Ctrl-C saves it and prints the command that continues it, a kill at any moment
+costs at most the epoch under way, and a write that fails names the file and leaves the last checkpoint whole.
+
+Each test drives the real ``digitrec train`` in a subprocess (one thread, so that the numbers of every
+run are comparable bit for bit) and acts on it as a user or the system would, at moments it sees in
+the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import same_weights, synthetic_digits, wait_for
+
+from digitrec import checkpoint
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+# dropout, momentum, augmentation and an EMA: everything whose state a resumed run must get back exactly (digitrec's SGD
+# also spares each process the 2.7 s that torch.optim's first import of torch._dynamo takes)
+RECIPE = ["--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05", "--rotation", "8",
+          "--ema", "0.9", "--validation", "0.1"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough synthetic digits for an epoch of about two seconds on one thread."""
+    path = tmp_path_factory.mktemp("faults") / "digits.npz"
+    x, y = synthetic_digits(1200, seed=3)
+    np.savez(path, x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
+    return path
+
+
+def start(digits: Path, out: Path, **options: object) -> subprocess.Popen:
+    command = [sys.executable, "-m", "digitrec", "train", "--model", "seed003-small", "--data", f"npz:{digits}", *RECIPE,
+               "--out", str(out), "--quiet"]
+    return subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def resume(run_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digitrec", "train", "--resume", str(run_dir), "--quiet"], env=ONE_THREAD,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    process = start(digits, out)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    return out
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def writing(run_dir: Path) -> bool:
+    """A file of the run is being written at this moment (its temporary twin exists)."""
+    return run_dir.is_dir() and any(name.endswith(".tmp") for name in os.listdir(run_dir))
+
+
+# in the order a run reaches them; each kill lands in a run resumed after the one before
+KILL_POINTS: dict[str, Callable[[Path], Callable[[], bool]]] = {
+    "before the first checkpoint": lambda run: lambda: (run / "config.json").is_file(),
+    "while a file is being written": lambda run: lambda: writing(run),
+    "in the middle of epoch 2": lambda run: lambda: (run / "state.safetensors").is_file(),  # then 0.7 s more
+    "between the last epoch's history and its checkpoints": lambda run: lambda: lines(run / "metrics.jsonl") == 2,
+    "while the model is exported at the end": lambda run: lambda: (run / "curves.png").is_file(),
+}
+
+
+def test_a_run_killed_at_five_kinds_of_moment_resumes_each_time_and_ends_with_the_same_weights(digits: Path, uninterrupted: Path,
+                                                                                                 tmp_path: Path):
+    out = tmp_path / "run"
+    process = start(digits, out)
+    for point, reached in KILL_POINTS.items():
+        assert wait_for(reached(out), process), f"the run ended before it could be killed {point}"
+        if point == "in the middle of epoch 2":
+            time.sleep(0.7)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL, f"the run ended before it could be killed {point}"
+        process = subprocess.Popen([sys.executable, "-m", "digitrec", "train", "--resume", str(out), "--quiet"], env=ONE_THREAD,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert same_weights(out, uninterrupted)
+    assert not any(name.endswith(".tmp") for name in os.listdir(out))  # what a kill left half-written is gone
+    assert (out / "final.onnx").is_file()
+
+
+def test_ctrl_c_saves_the_step_it_reached_and_prints_the_command_that_continues_it(digits: Path, uninterrupted: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    process = start(digits, out)
+    wait_for(lambda: (out / "state.safetensors").is_file(), process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert "stopped in epoch 2 after step" in message and "everything up to there is saved" in message
+    command = message.split("continue with: ")[1]
+    assert command == f"digitrec train --resume {out}"
+    saved = checkpoint.load_state(out / "state.safetensors")
+    assert saved["epoch"] == 1 and saved["step"] > 0  # within epoch 2: the steps it took are kept
+
+    resumed = subprocess.run([sys.executable, "-m", *command.split()], env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "step" in resumed.stdout  # "resuming ... at epoch 2/2, step N/..."
+    assert same_weights(out, uninterrupted)
+
+
+def test_a_write_that_fails_is_one_line_naming_the_file_and_the_last_checkpoint_stays_whole(digits: Path, uninterrupted: Path,
+                                                                                             tmp_path: Path):
+    out = tmp_path / "run"
+    process = start(digits, out)
+    wait_for(lambda: (out / "state.safetensors").is_file() and not writing(out), process)
+    # from now on no file of this process may grow past 1 kB: the next checkpoint cannot be written,
+    # as on a full disk (a real write failing in the kernel, not a simulated one)
+    resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1024, 1024))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2, stderr
+    message = stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith(f"digitrec: error: {out}") and "File too large" in message[0]
+    assert not any(name.endswith(".tmp") for name in os.listdir(out))
+    assert checkpoint.load_state(out / "state.safetensors")["epoch"] == 1
+    assert checkpoint.read_metadata(out / "final.safetensors")["epoch"] == 1
+
+    resumed = resume(out)  # with room again, nothing was lost
+    assert resumed.returncode == 0, resumed.stderr
+    assert same_weights(out, uninterrupted)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+def test_a_read_only_run_directory_is_one_line_naming_it(digits: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    process = start(digits, out)
+    wait_for(lambda: (out / "state.safetensors").is_file() and not writing(out), process)
+    out.chmod(0o555)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        out.chmod(0o755)
+    assert process.returncode == 2 and len(stderr.strip().splitlines()) == 1 and str(out) in stderr
+    assert checkpoint.load_state(out / "state.safetensors")["epoch"] == 1
