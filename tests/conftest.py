@@ -71,6 +71,13 @@ def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return images, labels.astype(np.uint8)
 
 
+def synthetic_npz_file(path: Path, count: int, seed: int) -> Path:
+    """A Keras-style npz of ``count`` synthetic training digits (its first 100 again as the test part)."""
+    x, y = synthetic_digits(count, seed)
+    np.savez(path, x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
+    return path
+
+
 @pytest.fixture
 def synthetic_npz(tmp_path: Path) -> Path:
     """A Keras-style mnist.npz of synthetic digits (600 train, 200 test)."""

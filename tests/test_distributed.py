@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST, same_weights, synthetic_digits, wait_for
+from conftest import SHARED_MNIST, same_weights, synthetic_npz_file, wait_for
 
 from digitrec import checkpoint, data
 from digitrec.inference import predict_logits
@@ -43,10 +43,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("group") / "digits.npz"
-    x, y = synthetic_digits(2000, seed=4)
-    np.savez(path, x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
-    return path
+    return synthetic_npz_file(tmp_path_factory.mktemp("group") / "digits.npz", 2000, seed=4)
 
 
 @pytest.fixture(scope="module")

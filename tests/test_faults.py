@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import same_weights, synthetic_digits, wait_for
+from conftest import same_weights, synthetic_npz_file, wait_for
 
 from digitrec import checkpoint
 
@@ -33,10 +32,7 @@ RECIPE = ["--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--moment
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough synthetic digits for an epoch of about two seconds on one thread."""
-    path = tmp_path_factory.mktemp("faults") / "digits.npz"
-    x, y = synthetic_digits(1200, seed=3)
-    np.savez(path, x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
-    return path
+    return synthetic_npz_file(tmp_path_factory.mktemp("faults") / "digits.npz", 1200, seed=3)
 
 
 def start(digits: Path, out: Path, **options: object) -> subprocess.Popen:
