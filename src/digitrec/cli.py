@@ -485,15 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _leader() -> bool:
-    """Whether this process speaks for its group: alone, or torchrun's global rank 0."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _resume_command(run_dir: str) -> str:
+def _resume_command(run_dir: str, processes: int) -> str:
     """The command that continues a stopped run: as it was started, alone or under torchrun with as many processes."""
     resume = f"-m digitrec train --resume {shlex.quote(run_dir)}"
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes == 1:
         return f"digitrec train --resume {shlex.quote(run_dir)}"
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
@@ -514,8 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except TrainingInterrupted as e:  # everything is saved: say how to go on, once for a group
-        if _leader():
-            again = (f"continue with: {_resume_command(e.run_dir)}" if args.command == "train"
+        if e.leader:
+            again = (f"continue with: {_resume_command(e.run_dir, e.processes)}" if args.command == "train"
                      else f"the same `digitrec {args.command}` command continues where it stopped")
             print(f"digitrec: interrupted: {e}; {again}", file=sys.stderr)
         return 130

@@ -47,7 +47,6 @@ class Group:
 
 
 ALONE = Group()
-_collectives = {"device": torch.device("cpu")}  # where small collective tensors live: nccl moves only CUDA tensors
 
 
 def launched() -> bool:
@@ -85,7 +84,6 @@ def join(device: str) -> Group:
         cuda = device.startswith("cuda")
         if cuda:
             torch.cuda.set_device(group.local_rank)
-            _collectives["device"] = torch.device("cuda", group.local_rank)
         dist.init_process_group("nccl" if cuda else "gloo", store=_store(group), rank=group.rank, world_size=group.size)
     return group
 
@@ -161,22 +159,27 @@ def anyone(flag: bool, group: Group) -> bool:
     """Whether any rank's ``flag`` is set: every rank gets the same answer, so all stop at the same step."""
     if group.size == 1:
         return flag
-    value = torch.tensor([int(flag)], device=_collectives["device"])
+    value = torch.tensor([int(flag)], device=_wire())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
 
+def _wire() -> torch.device:
+    """Where tensors must be for the group's collectives: nccl moves only CUDA tensors, gloo CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def gather_rows(part: torch.Tensor, count: int, group: Group) -> torch.Tensor:
-    """All ``count`` rows of a tensor whose rows the ranks hold as :meth:`Group.share` divides them, on every rank."""
+    """All ``count`` rows of a tensor whose rows the ranks hold as :meth:`Group.share` divides them, on every rank, where ``part`` is."""
     if group.size == 1:
         return part
     largest = -(-count // group.size)
-    padded = part.new_zeros((largest, *part.shape[1:]))
+    padded = torch.zeros((largest, *part.shape[1:]), dtype=part.dtype, device=_wire())
     padded[: len(part)] = part
     pieces = [torch.empty_like(padded) for _ in range(group.size)]
     dist.all_gather(pieces, padded)
     sizes = [len(range(count)[group.share(count, rank)]) for rank in range(group.size)]
-    return torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)])
+    return torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)]).to(part.device)
 
 
 def average_buffers(module: nn.Module, group: Group) -> None:

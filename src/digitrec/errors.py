@@ -25,6 +25,7 @@ class DigitrecError(Exception):
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped at a step boundary (Ctrl-C, SIGTERM) after saving everything: ``--resume`` continues it exactly."""
 
-    def __init__(self, run_dir: str, epoch: int, step: int, steps: int):
+    def __init__(self, run_dir: str, epoch: int, step: int, steps: int, processes: int = 1, leader: bool = True):
         self.run_dir, self.epoch, self.step, self.steps = run_dir, epoch, step, steps
+        self.processes, self.leader = processes, leader  # the group that stopped, and whether this process speaks for it
         super().__init__(f"{run_dir}: stopped in epoch {epoch} after step {step} of {steps}; everything up to there is saved")

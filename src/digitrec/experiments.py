@@ -276,12 +276,15 @@ def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
                 differs.append("the data's checksum")
         return differs
 
-    def trained_elsewhere(spec: RunSpec, seed: int) -> Path | None:
+    def trained_elsewhere(spec: RunSpec, seed: int) -> tuple[Path, int] | None:
+        """A finished identical run of another experiment beside ``out``, and its epochs."""
         here = Path(out).resolve()
         for candidate in sorted(Path(out).parent.glob(f"*/*/seed-{seed}")):
             if (candidate.parents[1].resolve() != here and rundir.holds_run(candidate) and (candidate / rundir.FINAL).is_file()
-                    and not differences(candidate, spec, seed) and training.progress(candidate)[1]):
-                return candidate
+                    and not differences(candidate, spec, seed)):
+                epochs, finished = training.progress(candidate)
+                if finished:
+                    return candidate, epochs
         return None
 
     planned = []
@@ -298,9 +301,8 @@ def plan(experiment: Experiment, out: str | Path) -> list[Planned]:
                     item.status = "finished" if finished else "resume"
             elif run_dir.is_dir() and any(run_dir.iterdir()):
                 item.status, item.detail = "differs", "the folder holds files but no run"
-            elif (origin := trained_elsewhere(spec, seed)) is not None:
-                item.status, item.origin = "copy", origin
-                item.done = training.progress(origin)[0]
+            elif (found := trained_elsewhere(spec, seed)) is not None:
+                item.status, (item.origin, item.done) = "copy", found
             planned.append(item)
     return planned
 

@@ -473,7 +473,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
             if row is None:  # asked to stop: keep every step taken, and say how to go on
                 state.seconds = time.perf_counter() - started
                 _save_state(state, run_dir, group)
-                raise TrainingInterrupted(str(run_dir), epoch, state.step, steps_per_epoch)
+                raise TrainingInterrupted(str(run_dir), epoch, state.step, steps_per_epoch, group.size, group.leader)
             distributed.average_buffers(net, group)
             if state.ema is not None:
                 distributed.average_buffers(state.ema.model, group)
@@ -544,8 +544,8 @@ def _save_state(state: RunState, run_dir: Path, group: Group) -> None:
 
 def _logits(model: nn.Module, images: np.ndarray, dev: torch.device, group: Group) -> np.ndarray:
     """The model's logits for all ``images``, each process computing its share."""
-    part = predict_logits(model, images[group.share(len(images))], device=str(dev)).to(dev)
-    return distributed.gather_rows(part, len(images), group).cpu().numpy()
+    part = predict_logits(model, images[group.share(len(images))], device=str(dev))
+    return distributed.gather_rows(part, len(images), group).numpy()
 
 
 class _StopRequests:
