@@ -63,6 +63,8 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
     """
     import torch
 
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # torch warns about arrays it may not write to, though it only reads them
     images = torch.as_tensor(images)
     model.eval().to(memory_format=torch.channels_last)
     outputs = []
