@@ -42,7 +42,9 @@ digits 5,000-9,999; ``multidigit`` draws from 2,000-4,999) with per-digit scale 
 baseline (+-3 px) jitter and gaps from overlapping (-4 px) to wide (+20 px) at MNIST's scale,
 enlarged 1-3x, on six kinds of paper: ``white``, ``ruled`` (light blue notebook lines, blue or black
 ink), ``gradient`` (uneven light), ``shadow`` (a soft shadow over part of the page), ``pencil`` (grey
-ink, low contrast) and ``dark`` (light ink on a dark board).
+ink, low contrast) and ``dark`` (light ink on a dark board). ``numbers-train`` (600 images) is built the
+same way from MNIST's training digits: rules for cutting numbers are chosen on it, then checked on
+``numbers`` and numbers-dev.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ NEGATIVE_COUNTS = {"font-letter": 90, "font-symbol": 40, "hand-letter": 100, "ph
                    "shape": 60, "multidigit": 60, "noise": 40, "blank": 40}
 NUMBER_STYLES = ("white", "ruled", "gradient", "shadow", "pencil", "dark")
 NUMBERS_PER_STYLE = 70
+NUMBERS_TRAIN_PER_STYLE = 100  # numbers-train: MNIST's training digits, for choosing the cutting rules without the test digits
 LIGHT_ON_DARK = 0.2  # share of negatives drawn light on dark
 
 # Letters not easily read as a digit (i and j neither: a digit reader drops their dots as specks, leaving a 1),
@@ -156,16 +159,16 @@ def _build(folder: Path, params: dict[str, object], draw: Callable[[SetWriter], 
 # --- MNIST --------------------------------------------------------------------------------------
 
 @cache
-def mnist_test(mnist: Path = DEFAULT_MNIST) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST's 10,000 test digits (uint8, white ink on black, 28x28) and labels, read from the IDX files."""
+def mnist_digits(mnist: Path = DEFAULT_MNIST, part: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test (``t10k``) or training (``train``) digits (uint8, white ink on black, 28x28) and labels, from the IDX files."""
 
     def idx(stem: str, offset: int) -> np.ndarray:
         path = mnist / f"{stem}.gz"
         raw = gzip.decompress(path.read_bytes()) if path.is_file() else (mnist / stem).read_bytes()
         return np.frombuffer(raw, np.uint8, offset=offset)
 
-    images = idx("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28)
-    labels = idx("t10k-labels-idx1-ubyte", 8)
+    images = idx(f"{part}-images-idx3-ubyte", 16).reshape(-1, 28, 28)
+    labels = idx(f"{part}-labels-idx1-ubyte", 8)
     return images, labels
 
 
@@ -435,7 +438,7 @@ def build_sklearn32(out: Path = DEFAULT_OUT, force: bool = False) -> Path:
 
 def build_mnist_style(style: str, out: Path = DEFAULT_OUT, mnist: Path = DEFAULT_MNIST, force: bool = False) -> Path:
     def draw(writer: SetWriter) -> None:
-        images, labels = mnist_test(mnist)
+        images, labels = mnist_digits(mnist)
         for ink, label in zip(images[:MNIST_DIGITS], labels[:MNIST_DIGITS], strict=True):
             writer.add(255 - degrade(ink, style), str(label), style)
 
@@ -512,7 +515,7 @@ def build_negatives(out: Path = DEFAULT_OUT, mnist: Path = DEFAULT_MNIST, force:
     def draw(writer: SetWriter) -> None:
         fonts = _fonts()
         samples = _sample_images()
-        images, _ = mnist_test(mnist)
+        images, _ = mnist_digits(mnist)
         pool = iter(_rng("negatives", "digits").permutation(np.arange(MULTIDIGIT_FROM, NUMBERS_FROM)))
         for style, count in NEGATIVE_COUNTS.items():
             rng = _rng("negatives", style)
@@ -591,20 +594,24 @@ def _number_image(rng: np.random.Generator, ink: np.ndarray, style: str) -> Imag
     return Image.fromarray(np.clip(np.round(255 * rgb), 0, 255).astype(np.uint8), "RGB")
 
 
-def build_numbers(out: Path = DEFAULT_OUT, mnist: Path = DEFAULT_MNIST, force: bool = False) -> Path:
+def build_numbers(out: Path = DEFAULT_OUT, mnist: Path = DEFAULT_MNIST, force: bool = False, part: str = "t10k") -> Path:
+    """The numbers set from MNIST's test digits (``numbers``), or from its training digits (``numbers-train``: to choose on)."""
+    test = part == "t10k"
+    name, first, per_style = ("numbers", NUMBERS_FROM, NUMBERS_PER_STYLE) if test else ("numbers-train", 0, NUMBERS_TRAIN_PER_STYLE)
+
     def draw(writer: SetWriter) -> None:
-        images, labels = mnist_test(mnist)
-        pool = iter(_rng("numbers", "digits").permutation(np.arange(NUMBERS_FROM, len(images))))
+        images, labels = mnist_digits(mnist, part)
+        pool = iter(_rng(name, "digits").permutation(np.arange(first, len(images))))
         for style in NUMBER_STYLES:
-            rng = _rng("numbers", style)
-            for _ in range(NUMBERS_PER_STYLE):
+            rng = _rng(name, style)
+            for _ in range(per_style):
                 many = int(rng.integers(2, 6))
                 chosen = [next(pool) for _ in range(many)]
                 row = _row_of_digits(rng, [images[i] for i in chosen], _gaps(rng, many), True)
                 ink = np.clip(_scaled(row, rng.uniform(1, 3)), 0, 1)
                 writer.add(_number_image(rng, ink, style), "".join(str(labels[i]) for i in chosen), style)
 
-    return _build(out / "numbers", {"per_style": NUMBERS_PER_STYLE, "numbers_from": NUMBERS_FROM}, draw, force)
+    return _build(out / name, {"per_style": per_style, "numbers_from": first, "part": part}, draw, force)
 
 
 BUILDERS: dict[str, Callable[[Path, Path, bool], Path]] = {
@@ -613,6 +620,7 @@ BUILDERS: dict[str, Callable[[Path, Path, bool], Path]] = {
     **{style: (lambda out, mnist, force, style=style: build_mnist_style(style, out, mnist, force)) for style in MNIST_STYLES},
     "negatives": build_negatives,
     "numbers": build_numbers,
+    "numbers-train": lambda out, mnist, force: build_numbers(out, mnist, force, part="train"),
 }
 
 
