@@ -43,8 +43,7 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import digitrec
 
     folder = tmp_path_factory.mktemp("synthetic")
-    x, y = synthetic_digits(600, seed=1)
-    np.savez(folder / "digits.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    synthetic_npz_file(folder / "digits.npz", 600, seed=1, test=50)
     with pytest.MonkeyPatch.context() as patch:  # session fixtures start before private_cache
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
         run = digitrec.train("seed001-cnn1", data_spec=f"npz:{folder / 'digits.npz'}", epochs=3, lr=0.003, out=folder / "run",
@@ -71,10 +70,10 @@ def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return images, labels.astype(np.uint8)
 
 
-def synthetic_npz_file(path: Path, count: int, seed: int) -> Path:
-    """A Keras-style npz of ``count`` synthetic training digits (its first 100 again as the test part)."""
+def synthetic_npz_file(path: Path, count: int, seed: int, test: int = 100) -> Path:
+    """A Keras-style npz of ``count`` synthetic training digits (its first ``test`` again as the test part)."""
     x, y = synthetic_digits(count, seed)
-    np.savez(path, x_train=x, y_train=y, x_test=x[:100], y_test=y[:100])
+    np.savez(path, x_train=x, y_train=y, x_test=x[:test], y_test=y[:test])
     return path
 
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -37,7 +37,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_npz_file(tmp_path_factory.mktemp("faults") / "digits.npz", 1200, seed=3)
 
 
-def start(digits: Path, out: Path, prefix: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
+def start(digits: Path, out: Path, prefix: Sequence[str] = ()) -> subprocess.Popen:
     command = [*prefix, sys.executable, "-m", "digitrec", "train", "--model", "seed003-small", "--data", f"npz:{digits}", *RECIPE,
                "--out", str(out), "--quiet"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
