@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # otherwise digitrec downloads MNIST into the user cache on first use.
 export DIGITREC_DATA ?= $(firstword $(wildcard $(abspath ../shared/data/mnist)))
 
-.PHONY: run test install lint model browser
+.PHONY: run test install lint model rows browser
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ browser:
 # The model that ships in the package: the default recipe, seed 0 (~10 min on two cores), evaluated and exported.
 model: install
 	$(BIN)/python tools/bundle_model.py
+
+# The row reader that ships in the package, which counts the digits of a written number (~35 min on two cores).
+rows: install
+	$(BIN)/python tools/train_rows.py
 
 test: install lint browser
 	$(BIN)/python -m pytest -q

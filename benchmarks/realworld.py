@@ -392,9 +392,11 @@ def numbers_section(bench: Bench, misses: bool) -> None:
         for style, members in groups(samples):
             rows.append([name, style, len(members), share([answers[i].number == samples[i].label for i in members]),
                          share([len(answers[i].number or "") == len(samples[i].label) for i in members]),
-                         share([answers[i].uncertain for i in members])])
+                         share([answers[i].uncertain for i in members]),
+                         f"{100 * np.mean([answers[i].confidence for i in members]):.1f} %"])
         wrong += [(name, s, a) for s, a in zip(samples, answers, strict=True) if a.number != s.label]
-    table("Numbers, digitrec with multi=True: exact match", ["set", "style", "n", "exact", "right length", "flagged"], rows)
+    table("Numbers, digitrec with multi=True: exact match", ["set", "style", "n", "exact", "right length", "flagged",
+                                                                 "mean confidence"], rows)
     if misses:
         print("\nNumbers read wrong (set/file: true number, read, confidence, style):")
         for name, sample, answer in wrong:

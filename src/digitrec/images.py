@@ -53,6 +53,10 @@ NARROWEST = 0.4  # a digit is at least this fraction of its height wide (MNIST's
 MOST_TOUCHING = 4  # a group of ink is read as at most this many touching digits
 RULE_ASPECT = 6  # a piece of ink this many times wider than high ...
 RULE_LENGTH = 1.5  # ... and this many times longer than the tallest piece is high is a line, not part of a digit
+ROW_HEIGHT = 28  # the row reader's input is this many px high, its ink BOX px high and centred ...
+ROW_MARGIN = 2  # ... with this many px of paper left and right, and a width a multiple of ROW_STEP
+ROW_STEP = 4
+ROW_INK = 0.1  # ink level that counts as ink when cropping a row (what the row reader was trained with)
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
 SAMPLE = 1 << 15  # order statistics (medians, quantiles) of a big image are taken on at most about this many pixels
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
@@ -477,21 +481,8 @@ def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
     if len(rows) == 0:
         return np.zeros((FIELD, FIELD), dtype=np.uint8)
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    ink = _thickened(ink, stroke, max(ink.shape))
     height, width = ink.shape
-    side = max(height, width)
-    if side != FINE and stroke <= STROKE * side - 1:
-        # A pen thinner than MNIST's is thickened on a grid of FINE px: fine enough that a step of the
-        # dilation is a fraction of a pixel in the box, coarse enough that it stays cheap. (A thin
-        # stroke shrunk onto it loses intensity, which the box's normalisation below gives back.)
-        factor = FINE / side
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
-        height, width = ink.shape
-        stroke *= factor
-    radius = round((STROKE * max(height, width) - stroke) / 2)
-    if radius > 0:
-        ink = _grow(ink, radius)
-        height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # reducing_gap: a box filter down to 3x the size first, then Lanczos: 3x faster, and every development set reads the same
@@ -507,6 +498,23 @@ def _field(ink: np.ndarray, stroke: float) -> np.ndarray:
     left = min(max(round(FIELD / 2 - centre_x), 0), FIELD - boxed.shape[1])
     field[top : top + boxed.shape[0], left : left + boxed.shape[1]] = boxed
     return np.round(field * 255).astype(np.uint8)
+
+
+def _thickened(ink: np.ndarray, stroke: float, size: int) -> np.ndarray:
+    """Ink whose pen is ``stroke`` px wide with the pen thickened to MNIST's: ``STROKE`` of ``size``, the digit's size in px.
+
+    A pen thinner than that is thickened on a grid where the size is FINE px: fine enough that a step
+    of the dilation is a fraction of a pixel once scaled to MNIST's, coarse enough that it stays cheap.
+    (A thin stroke shrunk onto it loses intensity, which the scaling's normalisation gives back.)
+    """
+    if size != FINE and stroke <= STROKE * size - 1:
+        factor = FINE / size
+        height, width = ink.shape
+        shape = (max(1, round(width * factor)), max(1, round(height * factor)))
+        ink = cv2.resize(ink, shape, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        stroke, size = stroke * factor, FINE
+    radius = round((STROKE * size - stroke) / 2)
+    return _grow(ink, radius) if radius > 0 else ink
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -625,6 +633,43 @@ def digit_options(image: str | Path | Image.Image | np.ndarray | Ink) -> list[li
         most = 1 if _dash(mask, height) else max(1, min(MOST_TOUCHING, int(width / (NARROWEST * height)), width // 2))
         options.append([_pieces(ink.map, mask, left, right, count) for count in range(1, most + 1)])
     return options
+
+
+def row_map(image: str | Path | Image.Image | np.ndarray | Ink) -> np.ndarray | None:
+    """An image of a written number -> the row reader's input (:func:`fit_row`); None when it holds no digits.
+
+    The row is the ink of its digits (:func:`_groups`, ruled lines taken out), the pen thickened to
+    MNIST's for digits as high as the row, as :func:`to_mnist` thickens a digit's.
+    """
+    ink = _without_rules(find_ink(image))
+    groups = _groups(ink)
+    if not groups:
+        return None
+    mask = np.isin(ink.components.labels, [label for *_, members in groups for label in members])
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
+    row = ink.map[box] * _near(mask[box])
+    return fit_row(_thickened(row, _stroke_width(mask[box]), int(rows[-1] - rows[0] + 1)))
+
+
+def fit_row(ink: np.ndarray) -> np.ndarray:
+    """A row of ink (levels 0-1, any size; ink bright) -> float32 ``ROW_HEIGHT`` px high: cropped, its ink ``BOX`` px high.
+
+    The width keeps the row's aspect, with ``ROW_MARGIN`` px of paper each side, and is rounded up to
+    a multiple of ``ROW_STEP`` (the row reader reads one column in two).
+    """
+    rows, cols = np.flatnonzero((ink > ROW_INK).any(axis=1)), np.flatnonzero((ink > ROW_INK).any(axis=0))
+    if not len(rows):
+        return np.zeros((ROW_HEIGHT, ROW_HEIGHT), np.float32)
+    ink = np.asarray(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
+    scale = BOX / ink.shape[0]
+    width = max(1, round(ink.shape[1] * scale))
+    fitted = cv2.resize(ink, (width, BOX), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    padded = max(ROW_HEIGHT, width + 2 * ROW_MARGIN)
+    out = np.zeros((ROW_HEIGHT, padded + (-padded) % ROW_STEP), np.float32)
+    top = (ROW_HEIGHT - BOX) // 2
+    out[top : top + BOX, ROW_MARGIN : ROW_MARGIN + width] = np.clip(fitted, 0.0, 1.0)
+    return out
 
 
 def _without_rules(ink: Ink) -> Ink:

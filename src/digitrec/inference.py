@@ -19,6 +19,7 @@ from digitrec import rundir
 from digitrec.errors import DigitrecError
 
 if TYPE_CHECKING:
+    import onnxruntime
     import torch
     from torch import nn
 
@@ -153,29 +154,34 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def onnx_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """ONNX Runtime on an ONNX file, on the CPU; ``threads``: intra-op threads (None: one per core)."""
+    import onnxruntime
+
+    if not path.is_file():
+        raise DigitrecError("no such ONNX file", str(path))
+    blob = path.read_bytes()
+    if blob[:1] == b"\x80" or blob[:2] == b"PK":
+        raise DigitrecError("a pickle, not an ONNX model: digitrec never unpickles", str(path))
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # ORT's warnings are for its developers, not ours
+    if threads:
+        options.intra_op_num_threads = threads
+    # threads that spin between runs burn a core each while a server waits for its next request
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for files it cannot parse
+        raise DigitrecError(f"not a usable ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
+
+
 class OnnxEngine(Engine):
     kind = "onnx"
 
     def __init__(self, path: str | Path, threads: int | None = None):
         """``threads``: ONNX Runtime's intra-op threads (None: one per core, for batches; 1 for one digit at a time)."""
-        import onnxruntime
-
         path = Path(path)
-        if not path.is_file():
-            raise DigitrecError("no such ONNX file", str(path))
-        blob = path.read_bytes()
-        if blob[:1] == b"\x80" or blob[:2] == b"PK":
-            raise DigitrecError("a pickle, not an ONNX model: digitrec never unpickles", str(path))
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # ORT's warnings are for its developers, not ours
-        if threads:
-            options.intra_op_num_threads = threads
-        # threads that spin between runs burn a core each while a server waits for its next request
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own exception types for files it cannot parse
-            raise DigitrecError(f"not a usable ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
+        self.session = onnx_session(path, threads)
         meta = _digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:

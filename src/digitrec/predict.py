@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from digitrec import images
+from digitrec import images, rows
 from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
 from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
 from digitrec.metrics import log_softmax
+from digitrec.rows import RowReader
 
 UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
 
@@ -51,7 +52,7 @@ class Reading:
     number: str | None = None  # --multi: the digits read left to right
     digits: list[Reading] = field(default_factory=list)  # --multi: one reading per digit
     probabilities: list[float] = field(default_factory=list)  # all ten, calibrated; empty when there is no digit
-    seen: np.ndarray | None = field(default=None, repr=False, compare=False)  # (K, 28, 28): what the model was shown
+    seen: np.ndarray | None = field(default=None, repr=False, compare=False)  # (K, 28, 28) digits, or (1, 28, W): the row read whole
 
     def to_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "digit": self.digit, "confidence": round(self.confidence, 6),
@@ -114,9 +115,17 @@ def _name(item: Any, index: int) -> str:
 class Predictor:
     """A trained model that reads digits; made by :func:`load`."""
 
-    def __init__(self, engine: Engine, threshold: float = UNCERTAIN_BELOW):
+    def __init__(self, engine: Engine, threshold: float = UNCERTAIN_BELOW, row_reader: RowReader | str | None = "bundled"):
+        """``row_reader``: what counts the digits of a written number (``multi``) beside the digit model:
+        ``"bundled"`` (the one that ships, when it is installed), a :class:`digitrec.rows.RowReader`, or None.
+        """
         self.engine = engine
         self.threshold = threshold
+        self._row_reader = row_reader
+
+    @property
+    def row_reader(self) -> RowReader | None:
+        return rows.bundled() if self._row_reader == "bundled" else self._row_reader
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -214,8 +223,8 @@ class Predictor:
         found = _digit_or_ink(item, trace)
         ready = isinstance(found, np.ndarray)  # already in MNIST's format: one digit as it is
         if multi:
-            pieces = [found] if ready else self._best_cut(images.digit_options(found))
-            reading = self._number(source, pieces)
+            probabilities, pieces = (self.probabilities(found[None]), [found]) if ready else self._read_number(found)
+            reading = self._number(source, probabilities)
         else:
             digit = found if ready else images.to_mnist(found)
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
@@ -230,7 +239,8 @@ class Predictor:
             for number, piece in enumerate(pieces):
                 _write_png(folder / (f"{name}-{number + 1}.png" if len(pieces) > 1 else f"{name}.png"), Image.fromarray(piece))
         if trace is not None:
-            seen = [("model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece) for i, piece in enumerate(pieces)]
+            seen = [("the row, read whole" if piece.shape != (28, 28) else "model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece)
+                    for i, piece in enumerate(pieces)]
             _write_png(explain / f"{name}-steps.png", images.strip([*trace, *seen]))
         return reading
 
@@ -256,10 +266,27 @@ class Predictor:
             first += len(group)
         return chosen
 
-    def _number(self, source: str, pieces: list[np.ndarray]) -> Reading:
-        if not pieces:
+    def _read_number(self, ink: images.Ink) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A written number's digits as ``(K, 10)`` probabilities, and what was read (the digits, or the row).
+
+        The digit model reads the ink cut where it reads the pieces most surely (:meth:`_best_cut`);
+        the row reader reads the row uncut. On whole sets of numbers (BENCHMARKS.md, "Numbers"), the
+        digit model reads a digit better and the row reader counts touching and overlapping digits
+        better: where the two count the same digits, the digit model's reading stands; where they do
+        not, the row reader's, if it reads every digit surely (at least the threshold).
+        """
+        pieces = self._best_cut(images.digit_options(ink))
+        row_reader = self.row_reader
+        row = images.row_map(ink) if row_reader is not None else None
+        if row is not None:
+            read = row_reader.read(row)
+            if len(read) and len(read) != len(pieces) and read.max(axis=1).min() >= self.threshold:
+                return read, [np.round(row * 255).astype(np.uint8)]
+        return (self.probabilities(np.stack(pieces)) if pieces else np.zeros((0, 10))), pieces
+
+    def _number(self, source: str, probabilities: np.ndarray) -> Reading:
+        if not len(probabilities):
             return Reading(source, None, 0.0, [], True, "no ink found: a blank image", number="")
-        probabilities = self.probabilities(np.stack(pieces))
         digits = [self._reading(f"{source}#{i + 1}", p, True) for i, p in enumerate(probabilities)]
         confidence = float(np.prod([d.confidence for d in digits]))
         number = "".join("?" if d.digit is None else str(d.digit) for d in digits)

@@ -1,0 +1,75 @@
+"""Reading a written number whole: a small CNN with CTC over the row of ink, run by ONNX Runtime.
+
+``--multi`` reads a number by cutting its ink into digits for the digit model. Where digits touch
+or overlap, the cut is a guess: one digit may be split in two, or two read as one. The row reader
+(``tools/train_rows.py``: synthetic rows of MNIST's training digits, apart, touching and
+overlapping) reads the row without cutting it, so it counts such digits far better; the digit
+model reads each digit better. :meth:`digitrec.predict.Predictor.read` uses both (see there).
+
+The reader's input is :func:`digitrec.images.row_map`'s: the row 28 px high. Its output is one
+column of 11 logits (ten digits, then CTC's blank) for every 2 px of the row.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+from digitrec.inference import METADATA_KEY, onnx_session
+from digitrec.metrics import log_softmax
+
+BUNDLED = Path(__file__).parent / "assets" / "rows.onnx"  # the row reader that ships in the package (tools/train_rows.py)
+BLANK = 10  # CTC's class for "no new digit here", after the ten digits
+KIND = "row reader"  # what the ONNX file's digitrec metadata says it is
+
+
+def digit_frames(logits: np.ndarray) -> list[int]:
+    """Greedy CTC: the frame of each digit a row's ``(11, T)`` logits hold, left to right.
+
+    A digit is a run of frames whose likeliest class is that digit (a blank parts two equal digits);
+    its frame is the run's surest.
+    """
+    best = np.asarray(logits).argmax(axis=0)
+    starts = np.flatnonzero(np.diff(best, prepend=-1))
+    return [int(start + logits[best[start], start:stop].argmax())
+            for start, stop in zip(starts, [*starts[1:], len(best)], strict=True) if best[start] != BLANK]
+
+
+def decode(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """A row's ``(11, T)`` logits -> ``(K, 10)``: each digit's probabilities at its frame, divided by ``temperature``."""
+    chosen = np.asarray(logits, dtype=np.float64)[:BLANK, digit_frames(logits)].T
+    return np.exp(log_softmax(chosen / temperature)).astype(np.float32)
+
+
+class RowReader:
+    """A row reader in an ONNX file, with the temperature that calibrates its digits' probabilities."""
+
+    def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
+        path = Path(path)
+        self.session = onnx_session(path, threads)
+        try:
+            self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+        except (KeyError, json.JSONDecodeError):
+            self.meta = {}
+        if not isinstance(self.meta, dict) or self.meta.get("kind") != KIND:
+            raise DigitrecError("not a digitrec row reader (tools/train_rows.py writes one)", str(path))
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, row: np.ndarray) -> np.ndarray:
+        """``(11, T)`` logits for one row from :func:`digitrec.images.row_map`."""
+        return self.session.run(None, {self.input_name: np.asarray(row, dtype=np.float32)[None, None]})[0][0]
+
+    def read(self, row: np.ndarray) -> np.ndarray:
+        """The row's digits, left to right, as ``(K, 10)`` calibrated probabilities."""
+        return decode(self.logits(row), self.temperature)
+
+
+@functools.cache
+def bundled() -> RowReader | None:
+    """The row reader that ships with digitrec, loaded once; None in an installation built without it."""
+    return RowReader(BUNDLED) if BUNDLED.is_file() else None

@@ -1,0 +1,103 @@
+"""The row reader: what it is given (a row of ink, fitted), how its output becomes digits, and the tool that trains it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitrec import images, rows
+from digitrec.errors import DigitrecError
+from digitrec.rows import BLANK, RowReader, decode, digit_frames
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frames(*classes: int, sure: float = 8.0) -> np.ndarray:
+    """Logits whose likeliest class at each frame is the one given."""
+    logits = np.zeros((BLANK + 1, len(classes)), np.float32)
+    logits[list(classes), range(len(classes))] = sure
+    return logits
+
+
+def test_a_digit_is_a_run_of_frames_and_a_blank_parts_two_equal_digits():
+    _ = BLANK
+    logits = _frames(_, 3, 3, _, 3, 7, 7, _, _)
+    logits[3, 2] = 9.0  # the first 3 is surest at its second frame
+    assert digit_frames(logits) == [2, 4, 5]
+    probabilities = decode(logits)
+    assert probabilities.shape == (3, 10) and list(probabilities.argmax(axis=1)) == [3, 3, 7]
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_row_of_blanks_holds_no_digits_and_a_temperature_softens_them():
+    assert decode(_frames(BLANK, BLANK)).shape == (0, 10)
+    sharp, soft = decode(_frames(BLANK, 4)), decode(_frames(BLANK, 4), temperature=4.0)
+    assert sharp[0, 4] > soft[0, 4] > 0.1
+
+
+def test_a_row_is_fitted_to_the_readers_height_whatever_its_size():
+    ink = np.zeros((90, 500), np.float32)
+    ink[20:70, 40:400] = 1.0
+    row = images.fit_row(ink)
+    assert row.shape[0] == images.ROW_HEIGHT and row.shape[1] % images.ROW_STEP == 0
+    inked_rows = np.flatnonzero(row.max(axis=1) > 0.5)
+    assert inked_rows[-1] - inked_rows[0] + 1 == images.BOX
+    assert abs((row.shape[1] - 2 * images.ROW_MARGIN) - 360 * images.BOX / 50) <= images.ROW_STEP  # its aspect is kept
+    assert not images.fit_row(np.zeros((10, 10), np.float32)).any()
+
+
+def test_row_map_keeps_a_numbers_digits_and_drops_the_rule_under_them():
+    page = np.full((120, 400), 255, np.uint8)
+    for left in (40, 140, 240):  # three bars, 60 px high
+        page[30:90, left : left + 12] = 0
+    page[95:98, 10:390] = 0  # a ruled line, longer than half the row
+    row = images.row_map(page)
+    assert row is not None and row.shape[0] == images.ROW_HEIGHT
+    inked = np.flatnonzero(row.max(axis=1) > 0.5)
+    assert inked[-1] - inked[0] + 1 == images.BOX  # the bars alone fill the height: the rule is gone
+    assert images.row_map(np.full((120, 400), 255, np.uint8)) is None
+
+
+def test_the_bundled_row_reader_loads_and_reads_a_row():
+    reader = rows.bundled()
+    if reader is None:
+        pytest.skip("this checkout has no bundled row reader")
+    assert reader.meta["kind"] == rows.KIND and 0.2 < reader.temperature < 5
+    page = np.full((100, 100), 255, np.uint8)
+    page[20:80, 45:55] = 0  # a 1
+    assert [int(d) for d in reader.read(images.row_map(page)).argmax(axis=1)] == [1]
+
+
+def test_only_a_row_reader_is_taken_for_one(tmp_path: Path):
+    digit_model = REPO / "src" / "digitrec" / "assets" / "default.onnx"
+    with pytest.raises(DigitrecError, match="not a digitrec row reader"):
+        RowReader(digit_model)
+    pickle = tmp_path / "rows.onnx"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(DigitrecError, match="never unpickles"):
+        RowReader(pickle)
+
+
+def test_the_trainer_writes_a_row_reader_the_package_loads(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = importlib.util.spec_from_file_location("train_rows", REPO / "tools" / "train_rows.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setenv("DIGITREC_DATA", str(mnist_dir))
+    out = tmp_path / "rows.onnx"
+    tool.main(["--steps", "3", "--digits", "600", "--held-out", "50", "--out", str(out)])
+    reader = RowReader(out)
+    provenance = reader.meta["provenance"]
+    assert provenance["steps"] == 3 and provenance["held_out_rows"] == 50 and provenance["train_data"]["digits"] == 500
+    row, text = tool.synthetic_row(np.random.default_rng(0), *_mnist_digits(mnist_dir))
+    assert row.shape[0] == images.ROW_HEIGHT and 1 <= len(text) <= tool.MOST_DIGITS
+    assert reader.logits(row).shape == (BLANK + 1, row.shape[1] // 2)
+
+
+def _mnist_digits(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    from digitrec import data
+
+    test = data.load_mnist("test", mnist_dir, download=False)
+    return test.images[:100], test.labels[:100]
