@@ -17,13 +17,10 @@ digitrec metadata. `make rows` runs this.
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
-import json
 import shlex
 import sys
 import time
-import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -35,9 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec import data, images
-from digitrec.export import OPSET
-from digitrec.files import atomic_write
-from digitrec.inference import METADATA_KEY
+from digitrec.export import write_onnx
 from digitrec.metrics import fit_temperature
 from digitrec.rows import BLANK, KIND, RowReader, decode, digit_frames
 
@@ -182,20 +177,6 @@ def calibrate(found: list[np.ndarray], texts: list[str]) -> float:
     return fit_temperature(np.array(chosen), np.array(truth)) if chosen else 1.0
 
 
-def export(model: RowNet, out: Path, meta: dict) -> None:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation: see digitrec.export
-        torch.onnx.export(model, (torch.zeros(1, 1, images.ROW_HEIGHT, 64),), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=["rows"], output_names=["logits"],
-                          dynamic_axes={"rows": {0: "batch", 3: "width"}, "logits": {0: "batch", 2: "columns"}})
-    graph = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(meta)})
-    graph.producer_name = "digitrec"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, graph.SerializeToString())
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=7_000, help="training steps of 64 rows")
@@ -223,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
                            "train_data": {"name": train_set.name, "checksum": train_set.checksum, "digits": split},
                            "held_out_rows": len(texts), "held_out_exact": exact,
                            "versions": {"torch": torch.__version__, "onnx": onnx.__version__}}}
-    export(model, args.out, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_onnx(model, torch.zeros(1, 1, images.ROW_HEIGHT, 64), args.out, meta,
+               {"rows": {0: "batch", 3: "width"}, "logits": {0: "batch", 2: "columns"}})
     RowReader(args.out)  # it loads as the package will load it
     print(f"{args.out}: {exact:.1%} of {len(texts)} held-out synthetic rows read exactly; temperature {temperature:.3f}; "
           f"{seconds:.0f} s of training")
