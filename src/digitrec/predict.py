@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,8 +245,9 @@ class Predictor:
             _write_png(explain / f"{name}-steps.png", images.strip([*trace, *seen]))
         return reading
 
-    def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
-        """For each group of ink, the option (one digit, two touching ones, ...) the model reads most surely.
+    def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> tuple[list[np.ndarray], np.ndarray]:
+        """For each group of ink, the option (one digit, two touching ones, ...) the model reads most surely:
+        the chosen digits, and their ``(K, 10)`` probabilities.
 
         An option scores the sum of the log-probabilities of its digits' readings: each cut adds a digit
         that must be read surely, so a cut wins only where its pieces read much more surely than the whole.
@@ -253,18 +255,17 @@ class Predictor:
         options = [option for group in groups for option in group]
         flat = [piece for option in options for piece in option]
         if not flat:
-            return []
-        sure = np.log(np.maximum(self.probabilities(np.stack(flat)).max(axis=1), 1e-12))
-        scores, start = [], 0
-        for option in options:
-            scores.append(float(sure[start : start + len(option)].sum()))
-            start += len(option)
+            return [], np.zeros((0, 10))
+        probabilities = self.probabilities(np.stack(flat))
+        sure = np.log(np.maximum(probabilities.max(axis=1), 1e-12))
+        starts = np.cumsum([0, *map(len, options)])
+        scores = [float(sure[start:stop].sum()) for start, stop in itertools.pairwise(starts)]
         chosen, first = [], 0
         for group in groups:
-            best = max(range(len(group)), key=lambda i: scores[first + i])
-            chosen += group[best]
+            best = first + max(range(len(group)), key=lambda i: scores[first + i])
+            chosen += range(starts[best], starts[best + 1])
             first += len(group)
-        return chosen
+        return [flat[i] for i in chosen], probabilities[chosen]
 
     def _read_number(self, ink: images.Ink) -> tuple[np.ndarray, list[np.ndarray]]:
         """A written number's digits as ``(K, 10)`` probabilities, and what was read (the digits, or the row).
@@ -275,14 +276,14 @@ class Predictor:
         better: where the two count the same digits, the digit model's reading stands; where they do
         not, the row reader's, if it reads every digit surely (at least the threshold).
         """
-        pieces = self._best_cut(images.digit_options(ink))
+        pieces, probabilities = self._best_cut(images.digit_options(ink))
         row_reader = self.row_reader
         row = images.row_map(ink) if row_reader is not None else None
         if row is not None:
             read = row_reader.read(row)
             if len(read) and len(read) != len(pieces) and read.max(axis=1).min() >= self.threshold:
                 return read, [np.round(row * 255).astype(np.uint8)]
-        return (self.probabilities(np.stack(pieces)) if pieces else np.zeros((0, 10))), pieces
+        return probabilities, pieces
 
     def _number(self, source: str, probabilities: np.ndarray) -> Reading:
         if not len(probabilities):
