@@ -103,8 +103,30 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # the camera was turned: show the stored pixels rotated 90 degrees clockwise
     upright.rotate(90, expand=True).save(path, exif=exif, quality=95)
-    assert open_image(path).size == (300, 200)
+    assert open_image(path).shape[:2] == (200, 300)
     assert close(to_mnist(path), to_mnist(upright))
+    png = tmp_path / "phone.png"
+    upright.rotate(90, expand=True).save(png, exif=exif)
+    assert open_image(png).shape[:2] == (200, 300)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])
+def test_a_png_decodes_to_the_pixels_pillow_gives(tmp_path: Path, mode: str) -> None:
+    """libspng inflates the plain 8-bit PNGs, Pillow the rest: the pixels are the same either way."""
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (37, 53, 4), dtype=np.uint8), "RGBA").convert(mode)
+    picture.save(tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as reopened:
+        expected = np.asarray(reopened.convert({"P": "RGBA", "1": "L"}.get(mode, mode)))
+    assert np.array_equal(open_image(tmp_path / "x.png"), expected)
+
+
+def test_a_16_bit_colour_png_decodes_as_pillow_brings_it_to_8_bits(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "deep.png"), np.random.default_rng(0).integers(0, 65536, (20, 30, 3), dtype=np.uint16))
+    with Image.open(tmp_path / "deep.png") as reopened:
+        assert reopened.mode == "RGB"
+        expected = np.asarray(reopened)
+    assert np.array_equal(open_image(tmp_path / "deep.png"), expected)
 
 
 @pytest.mark.parametrize(("suffix", "options"), [
