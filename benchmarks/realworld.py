@@ -113,7 +113,7 @@ class Answer:
     confidence: float  # 0 without a digit
     probabilities: np.ndarray  # the ten calibrated probabilities; zeros without a digit
     uncertain: bool
-    why: str  # "" when not flagged; else "no ink", "several digits", "low confidence" or "error"
+    why: str  # "" when not flagged; else "no ink", "several digits", "low confidence", "second model disagrees" or "error"
     number: str | None = None  # multi=True: the digits read left to right
 
     def p(self, label: str) -> float:
@@ -132,8 +132,10 @@ def _digitrec_answer(result: Reading | DigitrecError, threshold: float) -> Answe
         why = "no ink" if not result.digits else "low confidence"
     elif result.digit is None:
         why = "no ink"
+    elif result.confidence < threshold:
+        why = "low confidence"
     else:
-        why = "low confidence" if result.confidence < threshold else "several digits"
+        why = "second model disagrees" if "second model" in result.reason else "several digits"
     return Answer(result.digit, result.confidence, probabilities, result.uncertain, why, result.number)
 
 
@@ -366,6 +368,15 @@ def negatives_section(bench: Bench, misses: bool) -> None:
             print(f"  {name}/{sample.name}: digitrec {_describe(ours_)}  plain {_describe(plain_)}  {sample.style}")
 
 
+def _unsure(answer: Answer) -> float:
+    return 1 - answer.confidence
+
+
+def _flagged_then_unsure(answer: Answer) -> float:
+    """Every flagged reading (for whatever reason) above every unflagged one; 1 - confidence within each."""
+    return float(answer.uncertain) + 1 - answer.confidence
+
+
 def auroc_section(bench: Bench) -> None:
     not_digits = {"notdigit-dev": ["notdigit-dev"], "negatives": ["negatives"], "both": ["notdigit-dev", "negatives"]}
     rows = []
@@ -373,13 +384,14 @@ def auroc_section(bench: Bench) -> None:
         for label, names in not_digits.items():
             row: list[object] = [label, digits, sum(len(bench.samples(n)) for n in names), len(bench.samples(digits))]
             for pipeline in PIPELINES:
-                positive = [1 - a.confidence for n in names for a in bench.answers(n, pipeline)]
-                negative = [1 - a.confidence for a in bench.answers(digits, pipeline)]
-                truth = [1] * len(positive) + [0] * len(negative)
-                row.append(f"{roc_auc_score(truth, positive + negative):.3f}")
+                for score in (_unsure, _flagged_then_unsure):
+                    positive = [score(a) for n in names for a in bench.answers(n, pipeline)]
+                    negative = [score(a) for a in bench.answers(digits, pipeline)]
+                    truth = [1] * len(positive) + [0] * len(negative)
+                    row.append(f"{roc_auc_score(truth, positive + negative):.3f}")
             rows.append(row)
-    table('"Not a digit" detection, score 1 - confidence: AUROC', ["not digits", "digits", "n not digits", "n digits",
-                                                                   "digitrec AUROC", "plain AUROC"], rows)
+    table('"Not a digit" detection: AUROC of 1 - confidence, and of the flag then 1 - confidence',
+          ["not digits", "digits", "n not digits", "n digits", "digitrec", "digitrec, flag first", "plain", "plain, flag first"], rows)
     flagged = {p: share([a.uncertain for a in bench.answers("mnist-test", p)]) for p in PIPELINES}
     print(f"\nMNIST test digits flagged uncertain ({len(bench.samples('mnist-test'))} read as arrays, target <= 1 %): "
           f"digitrec {flagged['digitrec']}, plain {flagged['plain']}")

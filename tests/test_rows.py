@@ -10,7 +10,7 @@ import pytest
 
 from digitrec import images, rows
 from digitrec.errors import DigitrecError
-from digitrec.rows import BLANK, RowReader, decode, digit_frames
+from digitrec.rows import BLANK, RowReader, decode, digit_frames, sequence_probability
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +36,21 @@ def test_a_row_of_blanks_holds_no_digits_and_a_temperature_softens_them():
     assert decode(_frames(BLANK, BLANK)).shape == (0, 10)
     sharp, soft = decode(_frames(BLANK, 4)), decode(_frames(BLANK, 4), temperature=4.0)
     assert sharp[0, 4] > soft[0, 4] > 0.1
+
+
+def test_the_probability_of_a_reading_sums_all_its_alignments():
+    import torch
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(BLANK + 1, 12)) * 3
+    for digits in ([], [7], [3, 3], [3, 3, 5, 3], [1, 2, 3]):  # CTC's own loss is minus the log of the same sum
+        frames = torch.log_softmax(torch.tensor(logits.T / 1.5), dim=-1)[:, None]
+        loss = torch.nn.functional.ctc_loss(frames, torch.tensor([digits or [0]]), torch.tensor([12]), torch.tensor([len(digits)]),
+                                            blank=BLANK, reduction="sum")
+        assert sequence_probability(logits, digits, temperature=1.5) == pytest.approx(float(torch.exp(-loss)), rel=1e-9)
+    short = logits[:, :2]  # two frames hold no, one or two digits, and nothing else
+    readings = [[], *([d] for d in range(10)), *([a, b] for a in range(10) for b in range(10))]
+    assert sum(sequence_probability(short, digits) for digits in readings) == pytest.approx(1.0)
 
 
 def test_a_row_is_fitted_to_the_readers_height_whatever_its_size():

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
 
+THRESHOLD_HELP = "flag readings less confident than this (default 0.9; 0: flag none as not clearly a digit)"
+
 
 def _models(args: argparse.Namespace) -> None:
     from digitrec import models, plans
@@ -417,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "BMP, WebP, TIFF), folders of them, and - for one image on standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
-    p.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
+    p.add_argument("--threshold", type=float, default=0.9, help=THRESHOLD_HELP)
     p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
     p.add_argument("--explain", metavar="DIR",
                    help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
@@ -442,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    v.add_argument("--threshold", type=float, default=0.9, help="flag readings less confident than this (default 0.9)")
+    v.add_argument("--threshold", type=float, default=0.9, help=THRESHOLD_HELP)
     v.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
     v.add_argument("--max-pixels", type=int, metavar="PIXELS",
                    help="largest image in pixels, checked before decoding (default 40 million; more: 413)")

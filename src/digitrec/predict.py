@@ -38,6 +38,10 @@ from digitrec.metrics import log_softmax
 from digitrec.rows import RowReader
 
 UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
+# The row reader's probability that a digit the digit model reads surely is that digit, under which the two
+# models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
+# (BENCHMARKS.md, "A second opinion").
+DISAGREE_BELOW = 0.01
 
 
 @dataclass
@@ -230,7 +234,7 @@ class Predictor:
             digit = found if ready else images.to_mnist(found)
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
             count = 1 if ready else images.count_digits(found)
-            reading = self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count)
+            reading = self._second_opinion(self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count), digit)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
         if folder is None and trace is None:
@@ -243,6 +247,23 @@ class Predictor:
             seen = [("the row, read whole" if piece.shape != (28, 28) else "model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece)
                     for i, piece in enumerate(pieces)]
             _write_png(explain / f"{name}-steps.png", images.strip([*trace, *seen]))
+        return reading
+
+    def _second_opinion(self, reading: Reading, digit: np.ndarray) -> Reading:
+        """The reading, flagged where the row reader, a second model that reads the same 28x28 digit,
+        is all but sure it is not that digit.
+
+        Two models trained apart agree on digits and disagree on many things that are not one
+        (letters, symbols, icons, scribbles: BENCHMARKS.md), which the digit model alone may read surely.
+        A threshold of 0 asks for no "not clearly a digit" flag at all, this one included.
+        """
+        row_reader = self.row_reader
+        if reading.uncertain or row_reader is None or self.threshold <= 0:
+            return reading
+        agreed = row_reader.probability(images.fit_row(digit / 255.0), [reading.digit])
+        if agreed < DISAGREE_BELOW:
+            reading.uncertain = True
+            reading.reason = f"not clearly a digit: a second model, the row reader, gives {reading.digit} {agreed:.1%}"
         return reading
 
     def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> tuple[list[np.ndarray], np.ndarray]:

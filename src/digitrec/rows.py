@@ -39,6 +39,25 @@ def digit_frames(logits: np.ndarray) -> list[int]:
             for start, stop in zip(starts, [*starts[1:], len(best)], strict=True) if best[start] != BLANK]
 
 
+def sequence_probability(logits: np.ndarray, digits: list[int], temperature: float = 1.0) -> float:
+    """CTC's probability that a row's ``(11, T)`` logits spell exactly ``digits``: the sum over every
+    alignment of them (the forward algorithm), not greedy decoding's one best path.
+
+    In probabilities, not logs: a sum too small for a float is a probability of 0 either way.
+    """
+    states = np.full(2 * len(digits) + 1, BLANK)
+    states[1::2] = digits  # blank, digit, blank, digit, ..., blank
+    frames = np.exp(log_softmax(np.asarray(logits, dtype=np.float64).T / temperature))[:, states]  # (T, states)
+    # from each state a path stays, steps to the next, or skips the blank between two different digits
+    moves = np.eye(len(states)) + np.eye(len(states), k=-1)
+    moves[np.arange(3, len(states), 2), np.arange(1, len(states) - 2, 2)] = states[3::2] != states[1:-2:2]
+    alpha = np.zeros(len(states))
+    alpha[:2] = frames[0, :2]
+    for frame in frames[1:]:
+        alpha = (moves @ alpha) * frame
+    return float(alpha[-2:].sum() if digits else alpha[-1])
+
+
 def decode(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """A row's ``(11, T)`` logits -> ``(K, 10)``: each digit's probabilities at its frame, divided by ``temperature``."""
     chosen = np.asarray(logits, dtype=np.float64)[:BLANK, digit_frames(logits)].T
@@ -67,6 +86,10 @@ class RowReader:
     def read(self, row: np.ndarray) -> np.ndarray:
         """The row's digits, left to right, as ``(K, 10)`` calibrated probabilities."""
         return decode(self.logits(row), self.temperature)
+
+    def probability(self, row: np.ndarray, digits: list[int]) -> float:
+        """The calibrated probability that the row holds exactly ``digits``, left to right."""
+        return sequence_probability(self.logits(row), digits, self.temperature)
 
 
 @functools.cache
