@@ -71,6 +71,7 @@ from threadpoolctl import threadpool_limits
 import digitrec
 from digitrec.errors import DigitrecError
 from digitrec.predict import Predictor, Reading
+from digitrec.rows import RowReader
 
 SHARED = devsets.ROOT.parent / "shared" / "data"
 SECTIONS = ("digits", "negatives", "auroc", "numbers", "timing")
@@ -467,6 +468,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
                         help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--limit", type=int, help="read at most N images of each set, spread over it")
+    parser.add_argument("--rows", type=Path, help="row reader's .onnx file (default: the one bundled with digitrec)")
     parser.add_argument("--threshold", type=float, default=0.9, help="confidence under which a reading is flagged uncertain")
     parser.add_argument("--save", type=Path, help="write what each pipeline showed the model under DIR/<set>/<pipeline>/")
     parser.add_argument("--misses", action="store_true", help="list the files each section gets wrong")
@@ -477,11 +479,15 @@ def main() -> None:
     args = parser.parse_args()
 
     reader = digitrec.load(args.model, threshold=args.threshold, threads=1)
+    if args.rows:
+        reader = Predictor(reader.engine, args.threshold, RowReader(args.rows))
     bench = Bench(reader, args)
     with threadpool_limits(limits=1):
         threads = limit_threads(reader)
         print(f"model: {args.model or 'bundled'} = {reader.engine.source} ({reader.engine.kind}, temperature {reader.temperature:.3f}), "
               f"uncertain below {args.threshold}")
+        row_reader = reader.row_reader
+        print(f"row reader: {row_reader.source if row_reader else 'none'}")
         print(f"threads: {threads}; machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}")
         if args.limit:
             print(f"at most {args.limit} images per set")

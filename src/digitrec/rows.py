@@ -55,7 +55,7 @@ def sequence_probability(logits: np.ndarray, digits: list[int], temperature: flo
     alpha[:2] = frames[0, :2]
     for frame in frames[1:]:
         alpha = (moves @ alpha) * frame
-    return float(alpha[-2:].sum() if digits else alpha[-1])
+    return float(alpha[-2:].sum() if len(digits) else alpha[-1])
 
 
 def decode(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -68,7 +68,7 @@ class RowReader:
     """A row reader in an ONNX file, with the temperature that calibrates its digits' probabilities."""
 
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
-        path = Path(path)
+        self.source = path = Path(path)
         self.session = onnx_session(path, threads)
         try:
             self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
