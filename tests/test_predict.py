@@ -456,7 +456,7 @@ def test_the_row_reader_counts_the_digits_of_a_number_where_cuts_cannot(mnist_di
     cut_only = Predictor(reader.engine, row_reader=None).read(pages, multi=True)
     right = sum(r.number == truth for r, truth in zip(both, truths, strict=True))
     right_cut = sum(r.number == truth for r, truth in zip(cut_only, truths, strict=True))
-    assert right >= 42 and right >= right_cut + 8  # 46 against 33 with the bundled readers
+    assert right >= 42 and right >= right_cut + 8  # 48 against 33 with the bundled readers
     for reading in both:  # every digit carries its confidence, whichever reader read it
         assert len(reading.digits) == len(reading.number) and all(0 < d.confidence <= 1 for d in reading.digits)
         assert reading.confidence == pytest.approx(np.prod([d.confidence for d in reading.digits]))
@@ -466,8 +466,8 @@ def test_real_handwritten_numbers_are_read_exactly():
     """numbers-dev: 26 numbers of 2 to 6 digits from other people's repositories (pencil on ruled paper, shadows, dark paper)."""
     numbers = _images(NUMBERS)
     read = [r.number for r in digitrec.load().read(numbers, multi=True)]
-    # 24 of 26 (issue 12's target is 25): 137145 loses its first 1 to the row reader, 6789 is read 0789
-    assert sum(got == path.name.split("_")[0] for got, path in zip(read, numbers, strict=True)) >= 0.9 * len(numbers)
+    # 25 of 26 (issue 12's target): 6789 is read 0789 by both readers
+    assert sum(got == path.name.split("_")[0] for got, path in zip(read, numbers, strict=True)) >= 0.95 * len(numbers)
 
 
 def test_a_ruled_line_under_a_number_joins_no_digits():

@@ -42,6 +42,9 @@ UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged 
 # models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
 # (BENCHMARKS.md, "A second opinion").
 DISAGREE_BELOW = 0.01
+# Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
+# cut-and-read's it must find its own reading for it to win (BENCHMARKS.md: any factor of 5 to 300 reads as well)
+ROW_READING_ODDS = 100.0
 
 
 @dataclass
@@ -295,15 +298,20 @@ class Predictor:
         the row reader reads the row uncut. On whole sets of numbers (BENCHMARKS.md, "Numbers"), the
         digit model reads a digit better and the row reader counts touching and overlapping digits
         better: where the two count the same digits, the digit model's reading stands; where they do
-        not, the row reader's, if it reads every digit surely (at least the threshold).
+        not, the row reader weighs both readings, and its own wins only if it finds it
+        ``ROW_READING_ODDS`` times as likely as the digit model's.
         """
         pieces, probabilities = self._best_cut(images.digit_options(ink))
         row_reader = self.row_reader
         row = images.row_map(ink) if row_reader is not None else None
         if row is not None:
-            read = row_reader.read(row)
-            if len(read) and len(read) != len(pieces) and read.max(axis=1).min() >= self.threshold:
-                return read, [np.round(row * 255).astype(np.uint8)]
+            logits = row_reader.logits(row)
+            read = rows.decode(logits, row_reader.temperature)
+            if len(read) and len(read) != len(pieces):
+                odds = [rows.sequence_probability(logits, reading.argmax(axis=1).tolist(), row_reader.temperature)
+                        for reading in (read, probabilities)]
+                if odds[0] > ROW_READING_ODDS * odds[1]:
+                    return read, [np.round(row * 255).astype(np.uint8)]
         return probabilities, pieces
 
     def _number(self, source: str, probabilities: np.ndarray) -> Reading:
