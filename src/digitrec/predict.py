@@ -42,7 +42,7 @@ UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged 
 # models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
 # (BENCHMARKS.md, "A second opinion").
 DISAGREE_BELOW = 0.01
-BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure of: none it caught was surer (BENCHMARKS.md)
+BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure of: no non-digit it caught was surer
 # Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
 # cut-and-read's it must find its own reading for it to win (BENCHMARKS.md: any factor of 5 to 300 reads as well)
 ROW_READING_ODDS = 100.0
