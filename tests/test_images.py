@@ -351,3 +351,11 @@ def test_narrow_ones_cropped_to_their_ink_are_ink_not_paper_grain() -> None:
         read.append(to_mnist(crop.resize((max(1, round(crop.width * 16 / crop.height)), 16), Image.Resampling.BOX)))
     assert all(bounding_box(digit)[0] == 20 for digit in read[:100])
     assert sum(not digit.any() for digit in read) <= 1  # of 1,135 (3 when the grain was measured on a few pixels)
+
+
+def test_a_lone_speck_on_a_blank_page_is_no_digit_but_a_small_digit_is_read() -> None:
+    page = np.full((140, 140), 245, np.uint8)
+    page[60:64, 40:44] = 30  # dust, or a full stop: 4 px
+    assert not to_mnist(page).any()
+    page[50:62, 90:92] = 30  # a 1 only 12 px high, a twelfth of the page
+    assert to_mnist(page).any()

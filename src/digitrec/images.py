@@ -59,6 +59,8 @@ ROW_MARGIN = 2  # ... with this many px of paper left and right, and a width a m
 ROW_STEP = 4
 ROW_INK = 0.1  # ink level that counts as ink when cropping a row (what the row reader was trained with)
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
+DOT = 8  # ink spanning fewer of the image's own pixels than this ...
+DOT_FRACTION = 0.25  # ... and less than this fraction of its longer side is a dot or a speck on a blank page, no digit
 SAMPLE = 1 << 15  # order statistics (medians, quantiles) of a big image are taken on at most about this many pixels
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
 BOX_CONTRAST = 0.25  # ... when this many levels (of 1) from its median colour
@@ -441,13 +443,14 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
     strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
-    thresholded into full ink.
+    thresholded into full ink. A page whose only ink is a dot (:func:`_a_dot`) holds no ink.
 
     ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
     if isinstance(image, Ink):
         return image
-    planes = _pixels(_decoded(image))
+    pixels = _decoded(image)
+    planes = _pixels(pixels)
     level, contrast = _toward_ink(planes)
     scan = max(level.shape) <= SCAN_SIDE
     farther = level if level.max() >= -level.min() else -level  # the border's level is 0: ink lies the farther way
@@ -488,8 +491,21 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                 if trace is not None:
                     trace.append(("ink kept (specks grey)", np.where(found.keep[found.components.labels], 1.0,
                                                                     np.where(found.components.labels > 0, 0.35, 0.0))))
-                return found
+                if not _a_dot(found, pixels.shape[0] / ink.shape[0]):
+                    return found
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
+
+
+def _a_dot(ink: Ink, scale: float) -> bool:
+    """Whether all the ink kept is one dot (a speck of dust, a full stop) on an otherwise blank page.
+
+    ``scale``: the image's own pixels per working pixel. The smallest digits met (8x8 scans, a digit
+    on a wide canvas) span at least 6 px and a quarter of their image; the specks, 1-5 px and a twentieth.
+    """
+    kept = np.flatnonzero(ink.keep)
+    c = ink.components
+    span = max(c.bottom[kept].max() - c.top[kept].min(), c.right[kept].max() - c.left[kept].min())
+    return span * scale < DOT and span < DOT_FRACTION * max(ink.map.shape)
 
 
 def _not_specks(area: np.ndarray) -> np.ndarray:
