@@ -156,15 +156,31 @@ class Predictor:
             raise DigitrecError("an ONNX file holds no PyTorch module; load the checkpoint for that", str(self.engine.source))
         return TorchEngine.open(source).model
 
-    def _digits(self, inputs: Any) -> np.ndarray:
-        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``."""
+    def _digits(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, and which of them are scans (:attr:`digitrec.images.Ink.scan`)."""
         found = [_digit_or_ink(item) for item in _items(inputs)]
         batch = [item if isinstance(item, np.ndarray) else images.to_mnist(item) for item in found]
-        return np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)
+        scans = np.array([not isinstance(item, np.ndarray) and item.scan for item in found], dtype=bool)
+        return (np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)), scans
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """The model's calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``, ink or not."""
-        return np.exp(log_softmax(self.engine.logits(digits).astype(np.float64) / self.temperature))
+        return self._calibrated(self.engine.logits(digits))
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return np.exp(log_softmax(logits.astype(np.float64) / self.temperature))
+
+    def _probabilities(self, digits: np.ndarray, scans: np.ndarray) -> np.ndarray:
+        """:meth:`probabilities`; a scan's from its digit's logits averaged over its views (:func:`digitrec.images.views`),
+        which keeps them as sharp, and as well calibrated, as one view's (BENCHMARKS.md)."""
+        if not scans.any():
+            return self.probabilities(digits)
+        logits = np.zeros((len(digits), 10), np.float32)
+        if not scans.all():
+            logits[~scans] = self.engine.logits(digits[~scans])
+        seen = self.engine.logits(np.concatenate([images.views(digit) for digit in digits[scans]]))
+        logits[scans] = seen.reshape(int(scans.sum()), len(images.SCAN_TURNS), -1).mean(axis=1)
+        return self._calibrated(logits)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """``(N, 10)`` calibrated probabilities for paths, image bytes, PIL images, arrays or tensors.
@@ -172,8 +188,8 @@ class Predictor:
         The row of an input that holds no digit (no ink, or a broken model's NaN output) is all
         zeros: no digit is probable.
         """
-        digits = self._digits(inputs)
-        probabilities = self.probabilities(digits)
+        digits, scans = self._digits(inputs)
+        probabilities = self._probabilities(digits, scans)
         probabilities[~_readable(digits, probabilities)] = 0.0
         return probabilities
 
@@ -238,7 +254,8 @@ class Predictor:
             digit = found if ready else images.to_mnist(found)
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
             count = 1 if ready else images.count_digits(found)
-            reading = self._second_opinion(self._reading(source, self.probabilities(digit[None])[0], bool(digit.any()), count), digit)
+            probabilities = self._probabilities(digit[None], np.array([not ready and found.scan]))[0]
+            reading = self._second_opinion(self._reading(source, probabilities, bool(digit.any()), count), digit)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
         if folder is None and trace is None:
