@@ -127,12 +127,15 @@ class TorchEngine(Engine):
         return predict_logits(self.model, images, device=self.device).numpy()
 
 
-def _digitrec_metadata(properties: dict[str, str], source: str) -> dict[str, Any]:
-    """The digitrec metadata among an ONNX model's properties, or a one-line error."""
+def digitrec_metadata(properties: dict[str, str], source: str,
+                      missing: str = "ONNX model without digitrec metadata; export it with `digitrec export`") -> dict[str, Any]:
+    """The digitrec metadata (a JSON object) among an ONNX model's properties, or the one-line error ``missing``."""
     try:
         meta = json.loads(properties[METADATA_KEY])
     except (KeyError, json.JSONDecodeError):
-        raise DigitrecError("ONNX model without digitrec metadata; export it with `digitrec export`", source) from None
+        raise DigitrecError(missing, source) from None
+    if not isinstance(meta, dict):
+        raise DigitrecError(missing, source)
     return meta
 
 
@@ -148,8 +151,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
         raise DigitrecError(f"not an ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
     if not model.graph.node:  # an empty file parses as an empty model
         raise DigitrecError("not an ONNX model (no graph in it)", str(path))
-    meta = _digitrec_metadata({prop.key: prop.value for prop in model.metadata_props}, str(path))
-    if not isinstance(meta, dict) or "architecture" not in meta or not isinstance(meta.get("arguments"), dict):
+    meta = digitrec_metadata({prop.key: prop.value for prop in model.metadata_props}, str(path))
+    if "architecture" not in meta or not isinstance(meta.get("arguments"), dict):
         raise DigitrecError("ONNX model whose digitrec metadata has no architecture", str(path))
     return meta
 
@@ -182,7 +185,7 @@ class OnnxEngine(Engine):
         """``threads``: ONNX Runtime's intra-op threads (None: one per core, for batches; 1 for one digit at a time)."""
         path = Path(path)
         self.session = onnx_session(path, threads)
-        meta = _digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
+        meta = digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:
             raise DigitrecError("the model's input is not (N, 1, 28, 28) digits", str(path))

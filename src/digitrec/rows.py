@@ -13,13 +13,12 @@ column of 11 logits (ten digits, then CTC's blank) for every 2 px of the row.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.inference import METADATA_KEY, onnx_session
+from digitrec.inference import digitrec_metadata, onnx_session
 from digitrec.metrics import log_softmax
 
 BUNDLED = Path(__file__).parent / "assets" / "rows.onnx"  # the row reader that ships in the package (tools/train_rows.py)
@@ -70,12 +69,10 @@ class RowReader:
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
         self.source = path = Path(path)
         self.session = onnx_session(path, threads)
-        try:
-            self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-        except (KeyError, json.JSONDecodeError):
-            self.meta = {}
-        if not isinstance(self.meta, dict) or self.meta.get("kind") != KIND:
-            raise DigitrecError("not a digitrec row reader (tools/train_rows.py writes one)", str(path))
+        not_one = "not a digitrec row reader (tools/train_rows.py writes one)"
+        self.meta = digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path), not_one)
+        if self.meta.get("kind") != KIND:
+            raise DigitrecError(not_one, str(path))
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.input_name = self.session.get_inputs()[0].name
 
