@@ -40,7 +40,7 @@ from digitrec.rows import RowReader
 UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
 # The row reader's probability that a digit the digit model reads surely is that digit, under which the two
 # models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
-# (BENCHMARKS.md, "A second opinion").
+# (BENCHMARKS.md, "Not a digit: a second model's opinion").
 DISAGREE_BELOW = 0.01
 BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure of: no non-digit it caught was surer
 # Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
