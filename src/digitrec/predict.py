@@ -285,7 +285,8 @@ class Predictor:
         agreed = row_reader.probability(images.fit_row(digit / 255.0), [reading.digit])
         if agreed < DISAGREE_BELOW:
             reading.uncertain = True
-            reading.reason = f"not clearly a digit: a second model, the row reader, gives {reading.digit} {agreed:.1%}"
+            odds = f"{agreed:.1%}" if agreed >= 0.001 else "under 0.1%"
+            reading.reason = f"not clearly a digit: a second model, the row reader, gives {reading.digit} {odds}"
         return reading
 
     def _best_cut(self, groups: list[list[list[np.ndarray]]]) -> tuple[list[np.ndarray], np.ndarray]:
