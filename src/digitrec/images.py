@@ -89,7 +89,7 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None) -> n
                 if width * height > MAX_PIXELS:
                     raise DigitrecError(f"image is {width}x{height} pixels, more than the {MAX_PIXELS:,} accepted", source)
                 if _plain_png(image):
-                    return _spng(image, path)
+                    return _spng(image)
                 image.seek(0)
                 if max_side:
                     image.draft(image.mode, (max_side, max_side))
@@ -116,12 +116,9 @@ def _plain_png(image: Image.Image) -> bool:
             and getattr(image, "n_frames", 1) == 1)
 
 
-def _spng(image: Image.Image, path: str | Path | BinaryIO) -> np.ndarray:
-    if isinstance(path, str | Path):
-        blob = Path(path).read_bytes()
-    else:
-        path.seek(0)
-        blob = path.read()
+def _spng(image: Image.Image) -> np.ndarray:
+    image.fp.seek(0)  # the file Pillow opened for the header, read whole: it is not opened twice
+    blob = image.fp.read()
     # Pillow brings 16 bits down to 8 and turns the image upright when its EXIF follows the pixels
     if blob[24] != 8 or b"eXIf" in blob:
         image.load()
@@ -438,8 +435,13 @@ class Ink(NamedTuple):
 
     @property
     def scan(self) -> bool:
-        """Whether the image is a scan or a crop (at most ``SCAN_SIDE`` px), read as MNIST's recipe reads it."""
-        return max(self.map.shape) <= SCAN_SIDE
+        """Whether the image is a scan or a crop, read as MNIST's recipe reads it (:func:`_a_scan`)."""
+        return _a_scan(self.map)
+
+
+def _a_scan(level: np.ndarray) -> bool:
+    """Whether an image (at working size, which a scan is never shrunk from) is at most ``SCAN_SIDE`` px: a scan or a crop."""
+    return max(level.shape) <= SCAN_SIDE
 
 
 def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tuple[str, np.ndarray]] | None = None) -> Ink:
@@ -458,7 +460,7 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     pixels = _decoded(image)
     planes = _pixels(pixels)
     level, contrast = _toward_ink(planes)
-    scan = max(level.shape) <= SCAN_SIDE
+    scan = _a_scan(level)
     farther = level if level.max() >= -level.min() else -level  # the border's level is 0: ink lies the farther way
     if scan:
         ink = farther

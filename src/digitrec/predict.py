@@ -117,6 +117,11 @@ def _digit_or_ink(item: Any, trace: list[tuple[str, np.ndarray]] | None = None) 
     return images.find_ink(item, trace)
 
 
+def _scanned(found: np.ndarray | images.Ink) -> bool:
+    """Whether :func:`_digit_or_ink` found the ink of a scan (read in several views); a digit in MNIST's format is not one."""
+    return isinstance(found, images.Ink) and found.scan
+
+
 def _name(item: Any, index: int) -> str:
     return str(item) if isinstance(item, str | Path) else f"<{type(item).__name__} {index}>"
 
@@ -160,7 +165,7 @@ class Predictor:
         """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, and which of them are scans (:attr:`digitrec.images.Ink.scan`)."""
         found = [_digit_or_ink(item) for item in _items(inputs)]
         batch = [item if isinstance(item, np.ndarray) else images.to_mnist(item) for item in found]
-        scans = np.array([not isinstance(item, np.ndarray) and item.scan for item in found], dtype=bool)
+        scans = np.array([_scanned(item) for item in found], dtype=bool)
         return (np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)), scans
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
@@ -254,7 +259,7 @@ class Predictor:
             digit = found if ready else images.to_mnist(found)
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
             count = 1 if ready else images.count_digits(found)
-            probabilities = self._probabilities(digit[None], np.array([not ready and found.scan]))[0]
+            probabilities = self._probabilities(digit[None], np.array([_scanned(found)]))[0]
             reading = self._second_opinion(self._reading(source, probabilities, bool(digit.any()), count), digit)
             pieces = [digit]
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
