@@ -14,7 +14,7 @@ from conftest import REPO, run_cli, synthetic_digits
 from PIL import Image
 
 import digitrec
-from digitrec import data
+from digitrec import data, predict
 from digitrec.errors import DigitrecError
 from digitrec.predict import Predictor
 
@@ -435,6 +435,11 @@ def test_small_scans_are_read_in_three_views_and_read_better():
     assert np.mean(reader.predict(one_view) == scans.target) < np.mean(reader.predict(pages) == scans.target)
     read = reader.read(pages[:50])
     assert [r.digit for r in read] == list(reader.predict(pages[:50]))  # read() and predict() agree
+    # only a scan that one view leaves in doubt is read in the others: a sure one reads as its one view
+    one = reader.probabilities(one_view[:200]).max(axis=1)
+    sure, unsure = int(np.argmax(one >= predict.VIEWS_BELOW)), int(np.argmax(one < predict.VIEWS_BELOW))
+    assert np.array_equal(reader.predict_proba(pages[sure]), reader.probabilities(one_view[sure][None]))
+    assert not np.allclose(reader.predict_proba(pages[unsure]), reader.probabilities(one_view[unsure][None]))
     assert not images.find_ink(np.full((100, 100), 255, np.uint8)).scan and images.find_ink(pages[0]).scan
 
 

@@ -50,7 +50,7 @@ DIGIT_ASPECT = 0.8  # MNIST's median width / height, to guess how many digits to
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
-SCAN_TURNS = (0.0, -8.0, 8.0)  # ... whose digit is read turned by each of these angles (degrees)
+SCAN_TURNS = (-8.0, 8.0)  # ... whose digit is also read turned by each of these angles (degrees)
 NARROWEST = 0.4  # a digit is at least this fraction of its height wide (MNIST's 1s: median 0.35 with the pen)
 MOST_TOUCHING = 4  # a group of ink is read as at most this many touching digits
 RULE_ASPECT = 6  # a piece of ink this many times wider than high ...
@@ -597,8 +597,8 @@ def views(digit: np.ndarray) -> np.ndarray:
     """A 28x28 digit turned by each of ``SCAN_TURNS`` about the field's centre: ``(len(SCAN_TURNS), 28, 28)`` uint8.
 
     A digit scanned at 8 to 32 px is uncertain in its slant by a pixel of its own, which its crop,
-    unlike its size and place, does not settle; read turned a little either way, it reads better
-    (BENCHMARKS.md, "Scans read in three views").
+    unlike its size and place, does not settle; read as it is and turned a little either way, it
+    reads better (BENCHMARKS.md, "Scans read in three views").
     """
     centre = ((FIELD - 1) / 2, (FIELD - 1) / 2)
     return np.stack([cv2.warpAffine(digit, cv2.getRotationMatrix2D(centre, turn, 1.0), (FIELD, FIELD), flags=cv2.INTER_LINEAR)

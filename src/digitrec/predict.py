@@ -46,6 +46,9 @@ BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure
 # Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
 # cut-and-read's it must find its own reading for it to win (BENCHMARKS.md: any factor of 5 to 300 reads as well)
 ROW_READING_ODDS = 100.0
+# A scan read this surely in one view is not read in its other views: every development set reads the same
+# (BENCHMARKS.md, "Scans read in three views"), and most scans are read in a third of the time
+VIEWS_BELOW = 0.999
 
 
 @dataclass
@@ -176,15 +179,15 @@ class Predictor:
         return np.exp(log_softmax(logits.astype(np.float64) / self.temperature))
 
     def _probabilities(self, digits: np.ndarray, scans: np.ndarray) -> np.ndarray:
-        """:meth:`probabilities`; a scan's from its digit's logits averaged over its views (:func:`digitrec.images.views`),
-        which keeps them as sharp, and as well calibrated, as one view's (BENCHMARKS.md)."""
-        if not scans.any():
-            return self.probabilities(digits)
-        logits = np.zeros((len(digits), 10), np.float32)
-        if not scans.all():
-            logits[~scans] = self.engine.logits(digits[~scans])
-        seen = self.engine.logits(np.concatenate([images.views(digit) for digit in digits[scans]]))
-        logits[scans] = seen.reshape(int(scans.sum()), len(images.SCAN_TURNS), -1).mean(axis=1)
+        """:meth:`probabilities`; a scan's, unless one view reads it surely (``VIEWS_BELOW``), from its digit's logits
+        averaged over its views (:func:`digitrec.images.views`), which keeps them as sharp, and as well calibrated,
+        as one view's (BENCHMARKS.md)."""
+        logits = self.engine.logits(digits)
+        unsure = scans & (self._calibrated(logits).max(axis=1) < VIEWS_BELOW)
+        if unsure.any():
+            turned = self.engine.logits(np.concatenate([images.views(digit) for digit in digits[unsure]]))
+            turned = turned.reshape(int(unsure.sum()), len(images.SCAN_TURNS), -1)
+            logits[unsure] = (logits[unsure] + turned.sum(axis=1)) / (1 + len(images.SCAN_TURNS))
         return self._calibrated(logits)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
