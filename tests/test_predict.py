@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import REPO, run_cli, synthetic_digits
@@ -495,3 +496,52 @@ def test_real_handwritten_numbers_are_read_exactly():
 def test_a_ruled_line_under_a_number_joins_no_digits():
     numbers = [p for p in _images(NUMBERS) if p.name.startswith(("948_", "2072_"))]  # the page's edge runs through their feet
     assert [r.number for r in digitrec.load().read(numbers, multi=True)] == [p.name.split("_")[0] for p in numbers]
+
+
+def _in_boxes(digits: np.ndarray, tilt: float = 0.0, size: int = 84) -> np.ndarray:
+    """MNIST digits written side by side in a row of printed boxes (a form's field), dark ink on white, as a photo
+    tilted by ``tilt``; enlarged to ``size`` px, 100 or more, a digit touches its box."""
+    cell, margin = 100, 12
+    page = np.full((130, len(digits) * cell + 2 * margin), 245, np.float32)
+    top = 65 - size // 2
+    for i, digit in enumerate(digits):
+        left = margin + i * cell + 50 - size // 2
+        page[top : top + size, left : left + size] -= cv2.resize(digit, (size, size)).astype(np.float32) * 0.85
+    for x in range(margin, page.shape[1] - margin + 1, cell):  # the sides, 3 px wide, and the lines along the top and bottom
+        page[margin:-margin, x - 1 : x + 2] = 20
+    page[margin : margin + 3, margin:-margin] = page[-margin - 3 : -margin, margin:-margin] = 20
+    turn = cv2.getRotationMatrix2D((page.shape[1] / 2, page.shape[0] / 2), tilt, 1.0)
+    return cv2.warpAffine(np.clip(page, 0, 255).astype(np.uint8), turn, page.shape[::-1], borderValue=245)
+
+
+def test_a_digit_written_in_a_printed_box_is_read_without_the_box(mnist_dir: Path, tmp_path: Path):
+    test = data.load_mnist("test", mnist_dir, download=False)
+    reader = digitrec.load()
+    for tilt, size in ((0.0, 84), (4.0, 84), (0.0, 112)):  # apart from the box, tilted, touching it
+        paths = []
+        for i in range(40):
+            paths.append(tmp_path / f"box-{tilt}-{size}-{i}.png")
+            Image.fromarray(_in_boxes(test.images[i : i + 1], tilt, size)).save(paths[-1])
+        read = reader.read(paths)
+        assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.9  # 14-45 % with the box
+        assert np.mean([r.uncertain for r in read]) <= 0.1
+    numbers = [_in_boxes(test.images[i : i + 3]) for i in range(0, 60, 3)]
+    truths = ["".join(map(str, test.labels[i : i + 3])) for i in range(0, 60, 3)]
+    assert np.mean([r.number == truth for r, truth in zip(reader.read(numbers, multi=True), truths, strict=True)]) >= 0.9
+
+
+def test_straight_lines_that_frame_no_digit_are_ink():
+    """A 0 drawn as a rectangle and a 4 of straight lines are read as drawn; an empty grid is not taken for a box around nothing."""
+    from digitrec.images import find_ink
+
+    zero = np.full((140, 140), 255, np.uint8)
+    zero[20:120, 40:44] = zero[20:120, 96:100] = zero[20:24, 40:100] = zero[116:120, 40:100] = 0
+    four = np.full((140, 140), 255, np.uint8)
+    four[20:120, 90:95] = four[80:85, 30:110] = 0
+    four[20:80, 30:35] = 0
+    grid = np.full((140, 140), 255, np.uint8)
+    for x in range(10, 131, 40):
+        grid[10:131, x : x + 2] = grid[x : x + 2, 10:131] = 0
+    for page in (zero, four, grid):
+        ink = find_ink(page)
+        assert ink.keep[ink.components.labels].sum() == (page == 0).sum()  # every stroke kept

@@ -8,7 +8,8 @@ People's images are not NIST scans, so first the ink is found: the image is deco
 transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected onto its main colour
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
-thresholded (Otsu) into connected components, of which specks are dropped. Strokes thinner than
+thresholded (Otsu) into connected components, of which specks, and the printed box a digit may be
+written in, are dropped. Strokes thinner than
 MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
 A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
 levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
@@ -48,6 +49,12 @@ FINE = 4 * BOX  # a crop smaller than this is enlarged before thickening
 SPLIT_ASPECT = 1.5  # ink wider than this times its height holds touching digits (true of 0.5% of MNIST's single digits)
 DIGIT_ASPECT = 0.8  # MNIST's median width / height, to guess how many digits touch
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
+FRAME_RUN = 0.5  # a component of ink at least this fraction of the image both ways, around the rest of the ink, is a box ...
+FRAME_SHARE = 0.95  # ... when this much of it lies in (or beside) straight runs at least FRAME_RUN of its width (height), or ...
+FRAME_BAND = 0.15  # ... when within this fraction of its size from each of its four edges ...
+FRAME_SPAN = 0.9  # ... such runs span this much of the edge ...
+FRAME_THIN = 0.06  # ... in a line no thicker than this fraction of the box (a digit's stroke: about STROKE)
+FRAME_TILT = 6.0  # the runs may be tilted by up to this many degrees (a photo of a form)
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
 SCAN_TURNS = (-8.0, 8.0)  # ... whose digit is also read turned by each of these angles (degrees)
@@ -453,7 +460,8 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
     strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
-    thresholded into full ink. A page whose only ink is a dot (:func:`_a_dot`) holds no ink.
+    thresholded into full ink. The box of a form a digit is written in is no ink of it (:func:`_without_frames`), and a
+    page whose only ink is a dot (:func:`_a_dot`) holds no ink.
 
     ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
@@ -498,12 +506,90 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
                     # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
                     found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
+                found = _without_frames(found)
                 if trace is not None:
-                    trace.append(("ink kept (specks grey)", np.where(found.keep[found.components.labels], 1.0,
-                                                                    np.where(found.components.labels > 0, 0.35, 0.0))))
+                    trace.append(("ink kept (specks, boxes grey)", np.where(found.keep[found.components.labels], 1.0,
+                                                                           np.where(found.components.labels > 0, 0.35, 0.0))))
                 if not _a_dot(found, pixels.shape[0] / ink.shape[0]):
                     return found
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
+
+
+def _without_frames(ink: Ink) -> Ink:
+    """The ink without the box it was written in: the printed box of a form, a row of them, a table's grid.
+
+    A box is one component of ink at least ``FRAME_RUN`` of the image's width and height, with any
+    other ink inside it: either nearly all straight lines around other ink (``FRAME_SHARE`` of it: a
+    box, a grid), or four straight, thin sides (:func:`_sides`) with a digit touching them, cut from
+    them where it crosses them. Boxes are taken out until none is left; where only thin straight
+    lines are left (an empty grid, a 0 drawn square), the ink is as found.
+    """
+    found = ink
+    while True:
+        c = found.components
+        kept = np.flatnonzero(found.keep)
+        height, width = c.labels.shape
+        for frame in kept[((c.right - c.left)[kept] >= FRAME_RUN * width) & ((c.bottom - c.top)[kept] >= FRAME_RUN * height)]:
+            rest = kept[kept != frame]
+            box = slice(c.top[frame], c.bottom[frame]), slice(c.left[frame], c.right[frame])
+            if len(rest) and not ((c.top[rest] > box[0].start).all() and (c.bottom[rest] < box[0].stop).all()
+                                  and (c.left[rest] > box[1].start).all() and (c.right[rest] < box[1].stop).all()):
+                continue
+            piece = c.labels[box] == frame
+            runs = _straight_runs(piece)
+            straight = np.count_nonzero(piece & ~_near(runs[0] | runs[1])) <= (1 - FRAME_SHARE) * np.count_nonzero(piece)
+            if straight and len(rest):
+                lines = piece  # a box or a grid around other ink
+            elif (sides := _sides(piece, *runs)) is not None:
+                lines = piece & _near(sides)  # a box with a digit touching it
+            elif straight and _stroke_width(piece) <= FRAME_THIN * max(piece.shape):
+                return ink  # thin straight lines and nothing else: no box to take out
+            else:
+                continue
+            if not len(rest) and not (piece & ~lines).any():
+                return ink
+            mask = found.keep[c.labels]
+            mask[box] &= ~lines
+            components = _label(mask)
+            found = Ink(found.map, components, _not_specks(components.area))
+            break
+        else:
+            return found
+
+
+def _edge_bands(shape: tuple[int, ...]) -> list[tuple[tuple[slice, slice], int]]:
+    """The four bands ``FRAME_BAND`` of a box's size wide along its edges, as (slices, the axis across the band)."""
+    height, width = shape
+    top, left = max(2, math.ceil(FRAME_BAND * height)), max(2, math.ceil(FRAME_BAND * width))
+    return [((slice(None, top), slice(None)), 0), ((slice(-top, None), slice(None)), 0),
+            ((slice(None), slice(None, left)), 1), ((slice(None), slice(-left, None)), 1)]
+
+
+def _straight_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of ``mask`` in straight runs across, and down, at least ``FRAME_RUN`` of its width (height) long,
+    tilted by up to ``FRAME_TILT`` degrees (a photo of a form is seldom square to the camera)."""
+    pixels = mask.view(np.uint8)
+    runs = []
+    for length, down in ((mask.shape[1], False), (mask.shape[0], True)):
+        run = max(2, round(FRAME_RUN * length))
+        drift = math.ceil(run * math.tan(math.radians(FRAME_TILT)) / 2)  # a tilted line's runs, once thickened this much
+        thick, along = ((1, 2 * drift + 1), (run, 1)) if down else ((2 * drift + 1, 1), (1, run))
+        runs.append((cv2.morphologyEx(cv2.dilate(pixels, np.ones(thick, np.uint8)), cv2.MORPH_OPEN, np.ones(along, np.uint8)) > 0) & mask)
+    return runs[0], runs[1]
+
+
+def _sides(mask: np.ndarray, across: np.ndarray, down: np.ndarray) -> np.ndarray | None:
+    """A box's four sides in ``mask`` (cropped to the box) from its straight runs, or None if it has not all four: in each
+    edge band, runs spanning ``FRAME_SPAN`` of the edge, no thicker than ``FRAME_THIN`` of the box (a digit's stroke is
+    an eighth of its size wide; a box's printed line much less)."""
+    sides = np.zeros_like(mask)
+    for band, axis in _edge_bands(mask.shape):
+        side = (across if axis == 0 else down)[band]
+        length, breadth = mask.shape[1 - axis], mask.shape[axis]
+        if np.count_nonzero(side.any(axis=axis)) < FRAME_SPAN * length or np.count_nonzero(side) > FRAME_THIN * breadth * length:
+            return None
+        sides[band] = side
+    return sides
 
 
 def _a_dot(ink: Ink, scale: float) -> bool:
