@@ -19,7 +19,10 @@ Digits: dark ink on white paper, MNIST's own test digits or scikit-learn's 8x8 d
   image thresholded at 50 % ink; ``mnist-thick`` grey dilation (3x3) at 28x28, then 16x16;
   ``mnist-thin`` the strokes thinned to a one-pixel skeleton (Zhang-Suen, on the ink above 50 %) at
   28x28, binary; ``mnist-frame`` cropped to the ink above 25 % (so the stroke touches all four
-  sides), then scaled so the longer side is 16 px, aspect kept: the images are not square.
+  sides), then scaled so the longer side is 16 px, aspect kept: the images are not square;
+  ``mnist-boxed`` written in a printed box, as on a form: the 28x28 digit enlarged 2-4x (bilinear), a
+  box 1-3 px wide drawn 0-6 px (of MNIST's scale) outside its 20x20 frame (so a stroke may touch it),
+  a white margin of 2-12 px, the page turned by up to 4 degrees either way.
 
 Not digits (``negatives``, 580 images, 28 to 400 px, mostly dark on light, a fifth light on dark):
 
@@ -80,7 +83,7 @@ LABELS = "labels.tsv"
 SEED = 12  # issue 12
 BUILDER = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # this file: any change to it rebuilds the sets
 
-MNIST_STYLES = ("mnist16", "mnist8", "mnist16-binary", "mnist-thick", "mnist-thin", "mnist-frame")
+MNIST_STYLES = ("mnist16", "mnist8", "mnist16-binary", "mnist-thick", "mnist-thin", "mnist-frame", "mnist-boxed")
 MNIST_DIGITS = 1000  # the first test digits, in every degraded-MNIST set
 MULTIDIGIT_FROM = 2000  # negatives' multidigit style draws test digits 2,000-4,999 in a shuffled order
 NUMBERS_FROM = 5000  # the numbers set draws test digits 5,000-9,999 in a shuffled order (MNIST has runs like 0123456789)
@@ -204,8 +207,8 @@ def _ink_box(ink: np.ndarray, level: int) -> tuple[slice, slice]:
     return slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
 
 
-def degrade(ink: np.ndarray, style: str) -> np.ndarray:
-    """One MNIST digit (white ink on black, 28x28) in a degraded-MNIST style, still white on black."""
+def degrade(ink: np.ndarray, style: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One MNIST digit (white ink on black, 28x28) in a degraded-MNIST style, still white on black (``rng``: for ``mnist-boxed``)."""
     if style == "mnist16":
         return _resize(ink, (16, 16), Image.Resampling.BOX)
     if style == "mnist8":
@@ -222,6 +225,20 @@ def degrade(ink: np.ndarray, style: str) -> np.ndarray:
         scale = 16 / max(height, width)
         size = (max(2, round(width * scale)), max(2, round(height * scale)))
         return _resize(crop, size, Image.Resampling.LANCZOS)
+    if style == "mnist-boxed":
+        rng = rng or np.random.default_rng()
+        scale = rng.uniform(2, 4)
+        outside, line, margin = rng.uniform(0, 6) * scale, round(rng.uniform(1, 3)), round(rng.uniform(2, 12))
+        side = round(28 * scale)
+        box = round(4 * scale - outside)  # where the box's line starts: MNIST's 20x20 frame begins 4 px in
+        pad = max(0, -box) + margin
+        page = np.zeros((side + 2 * pad, side + 2 * pad), np.float32)
+        page[pad : pad + side, pad : pad + side] = _resize(ink, (side, side), Image.Resampling.BILINEAR)
+        first, last = pad + box, pad + side - box - line
+        for edge in (first, last):
+            page[edge : edge + line, first : last + line] = page[first : last + line, edge : edge + line] = 255
+        turn = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).rotate(rng.uniform(-4, 4), Image.Resampling.BILINEAR)
+        return np.asarray(turn)
     raise ValueError(f"unknown degraded-MNIST style {style!r}")
 
 
@@ -439,8 +456,9 @@ def build_sklearn32(out: Path = DEFAULT_OUT, force: bool = False) -> Path:
 def build_mnist_style(style: str, out: Path = DEFAULT_OUT, mnist: Path = DEFAULT_MNIST, force: bool = False) -> Path:
     def draw(writer: SetWriter) -> None:
         images, labels = mnist_digits(mnist)
+        rng = _rng(style)
         for ink, label in zip(images[:MNIST_DIGITS], labels[:MNIST_DIGITS], strict=True):
-            writer.add(255 - degrade(ink, style), str(label), style)
+            writer.add(255 - degrade(ink, style, rng), str(label), style)
 
     return _build(out / style, {"digits": MNIST_DIGITS}, draw, force)
 
