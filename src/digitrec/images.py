@@ -536,6 +536,8 @@ def _without_frames(ink: Ink) -> Ink:
                                   and (c.left[rest] > box[1].start).all() and (c.right[rest] < box[1].stop).all()):
                 continue
             piece = c.labels[box] == frame
+            if found is ink and not len(rest) and not _edges(piece):
+                continue  # a lone component (most digits) is a box only if ink runs along all four of its edges
             runs = _straight_runs(piece)
             straight = np.count_nonzero(piece & ~_near(runs[0] | runs[1])) <= (1 - FRAME_SHARE) * np.count_nonzero(piece)
             if straight and len(rest):
@@ -563,6 +565,11 @@ def _edge_bands(shape: tuple[int, ...]) -> list[tuple[tuple[slice, slice], int]]
     top, left = max(2, math.ceil(FRAME_BAND * height)), max(2, math.ceil(FRAME_BAND * width))
     return [((slice(None, top), slice(None)), 0), ((slice(-top, None), slice(None)), 0),
             ((slice(None), slice(None, left)), 1), ((slice(None), slice(-left, None)), 1)]
+
+
+def _edges(mask: np.ndarray) -> bool:
+    """Whether ink runs along ``FRAME_SPAN`` of each of the four edge bands of ``mask`` (cropped to its bounding box)."""
+    return all(np.count_nonzero(mask[band].any(axis=axis)) >= FRAME_SPAN * mask.shape[1 - axis] for band, axis in _edge_bands(mask.shape))
 
 
 def _straight_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
