@@ -46,8 +46,8 @@ BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure
 # Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
 # cut-and-read's it must find its own reading for it to win (BENCHMARKS.md: any factor of 5 to 300 reads as well)
 ROW_READING_ODDS = 100.0
-# A scan read this surely in one view is not read in its other views: every development set reads the same
-# (BENCHMARKS.md, "Scans read in three views"), and most scans are read in a third of the time
+# A scan read this surely in one view is not read in its other views: every development set reads the same, and
+# most scans are read in a third of the time (BENCHMARKS.md, "Scans: the turned views only when one view leaves doubt")
 VIEWS_BELOW = 0.999
 
 
