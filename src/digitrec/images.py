@@ -8,8 +8,8 @@ People's images are not NIST scans, so first the ink is found: the image is deco
 transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected onto its main colour
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
-thresholded (Otsu) into connected components, of which specks, and the printed box a digit may be
-written in, are dropped. Strokes thinner than
+thresholded (Otsu) into connected components, of which specks, the printed box a digit may be
+written in and a line drawn under it are dropped. Strokes thinner than
 MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
 A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
 levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
@@ -460,8 +460,8 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
     strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
-    thresholded into full ink. The box of a form a digit is written in is no ink of it (:func:`_without_frames`), and a
-    page whose only ink is a dot (:func:`_a_dot`) holds no ink.
+    thresholded into full ink. The box of a form a digit is written in (:func:`_without_frames`) and a line under it
+    (:func:`_without_underline`) are no ink of it, and a page whose only ink is a dot (:func:`_a_dot`) holds no ink.
 
     ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
@@ -506,7 +506,7 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
                     # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
                     found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
-                found = _without_frames(found)
+                found = _without_underline(_without_frames(found))
                 if trace is not None:
                     trace.append(("ink kept (specks, boxes grey)", np.where(found.keep[found.components.labels], 1.0,
                                                                            np.where(found.components.labels > 0, 0.35, 0.0))))
@@ -557,6 +557,24 @@ def _without_frames(ink: Ink) -> Ink:
             break
         else:
             return found
+
+
+def _without_underline(ink: Ink) -> Ink:
+    """The ink without a line drawn under it, apart from it: a ruled line, an underline, the line of a form's field.
+
+    Such a line is thin (``RULE_ASPECT`` times wider than high), lies below all the other ink and spans
+    its width. A line the digit touches stays: a 2's flat base is one too.
+    """
+    c = ink.components
+    kept = np.flatnonzero(ink.keep)
+    for line in kept[(c.right - c.left)[kept] >= RULE_ASPECT * (c.bottom - c.top)[kept]]:
+        rest = kept[kept != line]
+        if (len(rest) and c.top[line] >= c.bottom[rest].max() and c.left[line] <= c.left[rest].min()
+                and c.right[line] >= c.right[rest].max()):
+            keep = ink.keep.copy()
+            keep[line] = False
+            return Ink(ink.map, c, keep)
+    return ink
 
 
 def _edge_bands(shape: tuple[int, ...]) -> list[tuple[tuple[slice, slice], int]]:
