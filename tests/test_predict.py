@@ -543,8 +543,22 @@ def test_a_line_under_a_digit_is_no_part_of_it(mnist_dir: Path):
     assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.95
 
 
+def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):
+    """A digit circled on a page is read without the circle; read with it, 12 % were right, most of them confidently wrong."""
+    test = data.load_mnist("test", mnist_dir, download=False)
+    pages = []
+    for digit in test.images[:40]:
+        page = np.full((140, 140), 245, np.float32)
+        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
+        cv2.ellipse(page, (70, 70), (62, 58), 0, 0, 360, 20, 3)
+        pages.append(page.astype(np.uint8))
+    read = digitrec.load().read(pages)
+    assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.95
+
+
 def test_straight_lines_that_frame_no_digit_are_ink():
-    """A 0 drawn as a rectangle and a 4 of straight lines are read as drawn; an empty grid is not taken for a box around nothing."""
+    """A 0 drawn as a rectangle, a 4 of straight lines and a 0 with a dot in it are read as drawn; an empty grid is not
+    taken for a box around nothing."""
     from digitrec.images import find_ink
 
     zero = np.full((140, 140), 255, np.uint8)
@@ -555,6 +569,9 @@ def test_straight_lines_that_frame_no_digit_are_ink():
     grid = np.full((140, 140), 255, np.uint8)
     for x in range(10, 131, 40):
         grid[10:131, x : x + 2] = grid[x : x + 2, 10:131] = 0
-    for page in (zero, four, grid):
+    dotted = np.full((140, 140), 255, np.uint8)  # a 0 with a dot in it: a ring around ink too small to be a digit
+    cv2.ellipse(dotted, (70, 70), (35, 55), 0, 0, 360, 0, 3)
+    dotted[65:75, 65:75] = 0
+    for page in (zero, four, grid, dotted):
         ink = find_ink(page)
         assert ink.keep[ink.components.labels].sum() == (page == 0).sum()  # every stroke kept

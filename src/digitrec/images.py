@@ -9,7 +9,7 @@ transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected 
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
 thresholded (Otsu) into connected components, of which specks, the printed box a digit may be
-written in and a line drawn under it are dropped. Strokes thinner than
+written in, a ring drawn around it and a line drawn under it are dropped. Strokes thinner than
 MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
 A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
 levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
@@ -55,6 +55,8 @@ FRAME_BAND = 0.15  # ... when within this fraction of its size from each of its 
 FRAME_SPAN = 0.9  # ... such runs span this much of the edge ...
 FRAME_THIN = 0.06  # ... in a line no thicker than this fraction of the box (a digit's stroke: about STROKE)
 FRAME_TILT = 6.0  # the runs may be tilted by up to this many degrees (a photo of a form)
+RING_CONTENT = 0.4  # a thin ring around ink at least this fraction of its height is drawn around a digit ...
+RING_SOLID = 0.9  # ... when, filled, it covers this much of its convex hull
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
 SCAN_TURNS = (-8.0, 8.0)  # ... whose digit is also read turned by each of these angles (degrees)
@@ -460,8 +462,8 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
     flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
     strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
     shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
-    thresholded into full ink. The box of a form a digit is written in (:func:`_without_frames`) and a line under it
-    (:func:`_without_underline`) are no ink of it, and a page whose only ink is a dot (:func:`_a_dot`) holds no ink.
+    thresholded into full ink. The box of a form a digit is written in or a ring around it (:func:`_without_frames`) and
+    a line under it (:func:`_without_underline`) are no ink of it, and a page whose only ink is a dot (:func:`_a_dot`) holds no ink.
 
     ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
@@ -516,13 +518,13 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
 
 
 def _without_frames(ink: Ink) -> Ink:
-    """The ink without the box it was written in: the printed box of a form, a row of them, a table's grid.
+    """The ink without the box it was written in: the printed box of a form, a row of them, a table's grid, a ring.
 
-    A box is one component of ink at least ``FRAME_RUN`` of the image's width and height, with any
-    other ink inside it: either nearly all straight lines around other ink (``FRAME_SHARE`` of it: a
-    box, a grid), or four straight, thin sides (:func:`_sides`) with a digit touching them, cut from
-    them where it crosses them. Boxes are taken out until none is left; where only thin straight
-    lines are left (an empty grid, a 0 drawn square), the ink is as found.
+    A box is one component of ink at least ``FRAME_RUN`` of the image's width and height, with any other
+    ink inside it: either nearly all straight lines around other ink (``FRAME_SHARE`` of it: a box, a
+    grid) or a ring around it (:func:`_ring`), or four straight, thin sides (:func:`_sides`) with a
+    digit touching them, cut from them where it crosses them. Boxes are taken out until none is left;
+    where only thin straight lines are left (an empty grid, a 0 drawn square), the ink is as found.
     """
     found = ink
     while True:
@@ -540,8 +542,9 @@ def _without_frames(ink: Ink) -> Ink:
                 continue  # a lone component (most digits) is a box only if ink runs along all four of its edges
             runs = _straight_runs(piece)
             straight = np.count_nonzero(piece & ~_near(runs[0] | runs[1])) <= (1 - FRAME_SHARE) * np.count_nonzero(piece)
-            if straight and len(rest):
-                lines = piece  # a box or a grid around other ink
+            if len(rest) and (straight or (width < 2 * height and _ring(piece, found.keep[c.labels[box]] & ~piece,
+                                                                      c.bottom[rest].max() - c.top[rest].min()))):
+                lines = piece  # a box, a grid or a ring around other ink
             elif (sides := _sides(piece, *runs)) is not None:
                 lines = piece & _near(sides)  # a box with a digit touching it
             elif straight and _stroke_width(piece) <= FRAME_THIN * max(piece.shape):
@@ -575,6 +578,22 @@ def _without_underline(ink: Ink) -> Ink:
             keep[line] = False
             return Ink(ink.map, c, keep)
     return ink
+
+
+def _ring(piece: np.ndarray, ink: np.ndarray, height: int) -> bool:
+    """Whether ``piece`` (cropped to its box) is a thin closed line (a circle, an oval) around all the ``ink`` in its box
+    besides it, which stands ``height`` px high: at least ``RING_CONTENT`` of the ring's height (a 0's dot or mark is less).
+    Not asked in a row of writing, where ruled lines and digits close loops around other digits."""
+    if height < RING_CONTENT * piece.shape[0] or _stroke_width(piece) > FRAME_THIN * max(piece.shape):
+        return False
+    outside = np.pad(~piece, 1, constant_values=True).view(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)  # the paper reached from the border; what stays 1 is inside the ring
+    if not (outside[1:-1, 1:-1] == 1)[ink].all():
+        return False
+    # a ring is a convex outline: ruled lines closing a loop with some digits stick out of it
+    filled = outside[1:-1, 1:-1] != 2
+    hull = cv2.convexHull(cv2.findNonZero(filled.view(np.uint8)))
+    return bool(np.count_nonzero(filled) >= RING_SOLID * cv2.contourArea(hull))
 
 
 def _edge_bands(shape: tuple[int, ...]) -> list[tuple[tuple[slice, slice], int]]:
