@@ -583,7 +583,7 @@ def _without_underline(ink: Ink) -> Ink:
 def _ring(piece: np.ndarray, ink: np.ndarray, height: int) -> bool:
     """Whether ``piece`` (cropped to its box) is a thin closed line (a circle, an oval) around all the ``ink`` in its box
     besides it, which stands ``height`` px high: at least ``RING_CONTENT`` of the ring's height (a 0's dot or mark is less).
-    Not asked in a row of writing, where ruled lines and digits close loops around other digits."""
+    (:func:`_without_frames` does not ask it of a row of writing, where ruled lines and digits close loops around digits.)"""
     if height < RING_CONTENT * piece.shape[0] or _stroke_width(piece) > FRAME_THIN * max(piece.shape):
         return False
     outside = np.pad(~piece, 1, constant_values=True).view(np.uint8)
