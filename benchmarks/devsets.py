@@ -22,7 +22,10 @@ Digits: dark ink on white paper, MNIST's own test digits or scikit-learn's 8x8 d
   sides), then scaled so the longer side is 16 px, aspect kept: the images are not square;
   ``mnist-boxed`` written in a printed box, as on a form: the 28x28 digit enlarged 2-4x (bilinear), a
   box 1-3 px wide drawn 0-6 px (of MNIST's scale) outside its 20x20 frame (so a stroke may touch it),
-  a white margin of 2-12 px, the page turned by up to 4 degrees either way.
+  a white margin of 2-12 px, the page turned by up to 4 degrees either way;
+  ``mnist-grid`` written on squared paper: the digit enlarged 2-4x on a page 1.3-1.8 times its size,
+  grid lines 1 px wide every 5-8 px at MNIST's scale, 10-45 % as dark as the ink, under the ink,
+  the page turned by up to 3 degrees either way.
 
 Not digits (``negatives``, 580 images, 28 to 400 px, mostly dark on light, a fifth light on dark):
 
@@ -83,7 +86,7 @@ LABELS = "labels.tsv"
 SEED = 12  # issue 12
 BUILDER = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # this file: any change to it rebuilds the sets
 
-MNIST_STYLES = ("mnist16", "mnist8", "mnist16-binary", "mnist-thick", "mnist-thin", "mnist-frame", "mnist-boxed")
+MNIST_STYLES = ("mnist16", "mnist8", "mnist16-binary", "mnist-thick", "mnist-thin", "mnist-frame", "mnist-boxed", "mnist-grid")
 MNIST_DIGITS = 1000  # the first test digits, in every degraded-MNIST set
 MULTIDIGIT_FROM = 2000  # negatives' multidigit style draws test digits 2,000-4,999 in a shuffled order
 NUMBERS_FROM = 5000  # the numbers set draws test digits 5,000-9,999 in a shuffled order (MNIST has runs like 0123456789)
@@ -238,6 +241,19 @@ def degrade(ink: np.ndarray, style: str, rng: np.random.Generator | None = None)
         for edge in (first, last):
             page[edge : edge + line, first : last + line] = page[first : last + line, edge : edge + line] = 255
         turn = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).rotate(rng.uniform(-4, 4), Image.Resampling.BILINEAR)
+        return np.asarray(turn)
+    if style == "mnist-grid":
+        rng = rng or np.random.default_rng()
+        scale = rng.uniform(2, 4)
+        side, page = round(28 * scale), round(28 * scale * rng.uniform(1.3, 1.8))
+        grid = np.zeros((page, page), np.float32)
+        step, start, level = rng.uniform(5, 8) * scale, rng.uniform(0, 5 * scale), 255 * rng.uniform(0.1, 0.45)
+        for line in np.arange(start, page, step).astype(int):
+            grid[line, :] = grid[:, line] = level
+        top, left = rng.integers(0, page - side + 1, size=2)
+        digit = np.zeros_like(grid)
+        digit[top : top + side, left : left + side] = _resize(ink, (side, side), Image.Resampling.BILINEAR)
+        turn = Image.fromarray(np.maximum(grid, digit).astype(np.uint8)).rotate(rng.uniform(-3, 3), Image.Resampling.BILINEAR)
         return np.asarray(turn)
     raise ValueError(f"unknown degraded-MNIST style {style!r}")
 
