@@ -510,7 +510,7 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
                 found = _without_underline(_without_frames(found))
                 if trace is not None:
-                    trace.append(("ink kept (specks, boxes grey)", np.where(found.keep[found.components.labels], 1.0,
+                    trace.append(("ink kept (grey: dropped)", np.where(found.keep[found.components.labels], 1.0,
                                                                            np.where(found.components.labels > 0, 0.35, 0.0))))
                 if not _a_dot(found, pixels.shape[0] / ink.shape[0]):
                     return found
