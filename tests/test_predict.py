@@ -543,6 +543,23 @@ def test_a_line_under_a_digit_is_no_part_of_it(mnist_dir: Path):
     assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.95
 
 
+def test_the_lines_of_squared_paper_are_no_part_of_a_digit(mnist_dir: Path):
+    """Digits on squared paper whose lines are a third as dark as the ink: 18 % were read with the lines; a blank sheet has no ink."""
+    test = data.load_mnist("test", mnist_dir, download=False)
+    sheet = np.full((140, 140), 245, np.float32)
+    sheet[4::22] = sheet[:, 4::22] = 170
+    pages = []
+    for digit in test.images[:40]:
+        page = sheet.copy()
+        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
+        pages.append(np.clip(page, 0, 255).astype(np.uint8))
+    reader = digitrec.load()
+    read = reader.read(pages)
+    assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.9
+    assert np.mean([r.uncertain for r in read]) <= 0.15
+    assert reader.read(sheet.astype(np.uint8))[0].reason.startswith("no ink")
+
+
 def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):
     """A digit circled on a page is read without the circle; read with it, 12 % were right, most of them confidently wrong."""
     test = data.load_mnist("test", mnist_dir, download=False)
@@ -557,8 +574,8 @@ def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):
 
 
 def test_straight_lines_that_frame_no_digit_are_ink():
-    """A 0 drawn as a rectangle, a 4 of straight lines and a 0 with a dot in it are read as drawn; an empty grid is not
-    taken for a box around nothing."""
+    """A 0 drawn as a rectangle, a 4 of straight lines and a 0 with a dot in it are read as drawn; an empty grid drawn on
+    the page is not taken for a box around nothing."""
     from digitrec.images import find_ink
 
     zero = np.full((140, 140), 255, np.uint8)
@@ -566,9 +583,9 @@ def test_straight_lines_that_frame_no_digit_are_ink():
     four = np.full((140, 140), 255, np.uint8)
     four[20:120, 90:95] = four[80:85, 30:110] = 0
     four[20:80, 30:35] = 0
-    grid = np.full((140, 140), 255, np.uint8)
-    for x in range(10, 131, 40):
-        grid[10:131, x : x + 2] = grid[x : x + 2, 10:131] = 0
+    grid = np.full((140, 140), 255, np.uint8)  # drawn on the page, not across it as squared paper's lines are
+    for x in range(30, 111, 40):
+        grid[30:111, x : x + 2] = grid[x : x + 2, 30:111] = 0
     dotted = np.full((140, 140), 255, np.uint8)  # a 0 with a dot in it: a ring around ink too small to be a digit
     cv2.ellipse(dotted, (70, 70), (35, 55), 0, 0, 360, 0, 3)
     dotted[65:75, 65:75] = 0

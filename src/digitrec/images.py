@@ -8,8 +8,8 @@ People's images are not NIST scans, so first the ink is found: the image is deco
 transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected onto its main colour
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
-thresholded (Otsu) into connected components, of which specks, the printed box a digit may be
-written in, a ring drawn around it and a line drawn under it are dropped. Strokes thinner than
+thresholded (Otsu) into connected components, of which specks, the lines of squared or ruled paper,
+the printed box a digit may be written in, a ring drawn around it and a line drawn under it are dropped. Strokes thinner than
 MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
 A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
 levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -55,6 +56,8 @@ FRAME_BAND = 0.15  # ... when within this fraction of its size from each of its 
 FRAME_SPAN = 0.9  # ... such runs span this much of the edge ...
 FRAME_THIN = 0.06  # ... in a line no thicker than this fraction of the box (a digit's stroke: about STROKE)
 FRAME_TILT = 6.0  # the runs may be tilted by up to this many degrees (a photo of a form)
+GRID_SPAN = 0.8  # straight lines across (or down) this much of the image ...
+GRID_LINES = 3  # ... this many or more of them are the lines of squared or ruled paper
 RING_CONTENT = 0.4  # a thin ring around ink at least this fraction of its height is drawn around a digit ...
 RING_SOLID = 0.9  # ... when, filled, it covers this much of its convex hull
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see find_ink)
@@ -458,12 +461,13 @@ def _a_scan(level: np.ndarray) -> bool:
 def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tuple[str, np.ndarray]] | None = None) -> Ink:
     """The ink map at working size, stretched to 0-1, its components, and which of them are ink, not specks.
 
-    A scan or a crop (at most ``SCAN_SIDE`` px) is read as the MNIST recipe reads it: its paper is
-    flat, the ink is the side of the border's level that lies farthest, and the grey levels of its
-    strokes are kept (soft, blurred or one pixel wide, they are the digit). A bigger image may hold
-    shadows and uneven light: its paper level is estimated and subtracted, and its strokes are
-    thresholded into full ink. The box of a form a digit is written in or a ring around it (:func:`_without_frames`) and
-    a line under it (:func:`_without_underline`) are no ink of it, and a page whose only ink is a dot (:func:`_a_dot`) holds no ink.
+    A scan or a crop (at most ``SCAN_SIDE`` px) is read as the MNIST recipe reads it: its paper is flat, the ink is
+    the side of the border's level that lies farthest, and the grey levels of its strokes are kept (soft, blurred or
+    one pixel wide, they are the digit). A bigger image may hold shadows and uneven light: its paper level is
+    estimated and subtracted, and its strokes are thresholded into full ink. The lines of squared paper
+    (:func:`_without_grid`), the box of a form a digit is written in or a ring around it (:func:`_without_frames`)
+    and a line under it (:func:`_without_underline`) are no ink of it, and a page whose only ink is a dot
+    (:func:`_a_dot`) holds no ink.
 
     ``trace``, when given, receives each step as a named image in [0, 1] (:func:`strip` shows them).
     """
@@ -508,11 +512,11 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
                     # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
                     found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
-                found = _without_underline(_without_frames(found))
+                found = _without_underline(_without_frames(found if scan else _without_grid(found)))
                 if trace is not None:
                     trace.append(("ink kept (grey: dropped)", np.where(found.keep[found.components.labels], 1.0,
                                                                            np.where(found.components.labels > 0, 0.35, 0.0))))
-                if not _a_dot(found, pixels.shape[0] / ink.shape[0]):
+                if found.found and not _a_dot(found, pixels.shape[0] / ink.shape[0]):  # (squared paper alone: no ink)
                     return found
     return Ink(np.zeros_like(ink), _label(np.zeros(ink.shape, dtype=bool)), np.zeros(1, dtype=bool))
 
@@ -578,6 +582,48 @@ def _without_underline(ink: Ink) -> Ink:
             keep[line] = False
             return Ink(ink.map, c, keep)
     return ink
+
+
+def _without_grid(ink: Ink) -> Ink:
+    """The ink without the lines of squared or ruled paper: ``GRID_LINES`` or more straight lines across (or down) at
+    least ``GRID_SPAN`` of the image, within ``FRAME_TILT`` degrees of level (upright). The lines are taken out but
+    where a stroke crosses them."""
+    mask = ink.keep[ink.components.labels]
+    height, width = mask.shape
+    # a cheap look first: a grid's lines cover most of a few bands of rows or columns (a tilted line: a band)
+    band = max(1, math.ceil(math.tan(math.radians(FRAME_TILT)) * max(height, width)))
+    if not any(np.count_nonzero(np.convolve(mask.sum(axis=axis), np.ones(band), "same") >= GRID_SPAN * length) >= GRID_LINES
+               for axis, length in ((1, width), (0, height))):
+        return ink
+    pixels = mask.view(np.uint8) * np.uint8(255)
+    found = cv2.HoughLinesP(pixels, 1, np.pi / 180, round(GRID_SPAN * min(height, width) / 2),
+                            minLineLength=round(GRID_SPAN * min(height, width)), maxLineGap=max(2, round(0.02 * max(height, width))))
+    if found is None:
+        return ink
+    lines = np.zeros_like(pixels)
+    for across in (True, False):
+        kept = []
+        for x0, y0, x1, y1 in found.reshape(-1, 4):
+            run, rise = (x1 - x0, y1 - y0) if across else (y1 - y0, x1 - x0)
+            if abs(rise) <= abs(run) * math.tan(math.radians(FRAME_TILT)) and abs(run) >= GRID_SPAN * (width if across else height):
+                kept.append(((y0 + y1) / 2 if across else (x0 + x1) / 2, (x0, y0, x1, y1)))
+        places = sorted(place for place, _ in kept)
+        distinct = 1 + sum(b - a > 3 for a, b in itertools.pairwise(places)) if places else 0
+        if distinct >= GRID_LINES:
+            for _, (x0, y0, x1, y1) in kept:  # drawn from edge to edge: a paper's lines run across the page
+                if across:
+                    slope = (y1 - y0) / (x1 - x0)
+                    ends = (0, round(y0 - slope * x0)), (width - 1, round(y0 + slope * (width - 1 - x0)))
+                else:
+                    slope = (x1 - x0) / (y1 - y0)
+                    ends = (round(x0 - slope * y0), 0), (round(x0 + slope * (height - 1 - y0)), height - 1)
+                cv2.line(lines, *ends, 255, 3)
+    if not lines.any():
+        return ink
+    rest = mask & (lines == 0)
+    # where a stroke crosses a line, the line's pixels beside the stroke stay: the stroke stays whole
+    components = _label(rest | (mask & (cv2.dilate(rest.view(np.uint8), np.ones((9, 9), np.uint8)) > 0)))
+    return Ink(ink.map, components, _not_specks(components.area))
 
 
 def _ring(piece: np.ndarray, ink: np.ndarray, height: int) -> bool:
