@@ -588,12 +588,19 @@ def _without_grid(ink: Ink) -> Ink:
     """The ink without the lines of squared or ruled paper: ``GRID_LINES`` or more straight lines across (or down) at
     least ``GRID_SPAN`` of the image, within ``FRAME_TILT`` degrees of level (upright). The lines are taken out but
     where a stroke crosses them."""
-    mask = ink.keep[ink.components.labels]
-    height, width = mask.shape
-    # a cheap look first: a grid's lines cover most of a few bands of rows or columns (a tilted line: a band)
-    band = max(1, math.ceil(math.tan(math.radians(FRAME_TILT)) * max(height, width)))
-    if not any(np.count_nonzero(np.convolve(mask.sum(axis=axis), np.ones(band), "same") >= GRID_SPAN * length) >= GRID_LINES
-               for axis, length in ((1, width), (0, height))):
+    c = ink.components
+    height, width = c.labels.shape
+    kept = np.flatnonzero(ink.keep)
+    if not ((c.right - c.left)[kept] >= GRID_SPAN * width).any() and not ((c.bottom - c.top)[kept] >= GRID_SPAN * height).any():
+        return ink  # no ink runs across the page
+    mask = ink.keep[c.labels]
+    # a cheap look next: a paper's lines run across both edges of the image, at GRID_LINES or more places each
+    def crossings(strip: np.ndarray) -> int:
+        across = (2 * np.count_nonzero(strip, axis=1) >= strip.shape[1]).view(np.int8)  # rows the ink runs across
+        return int(np.count_nonzero(np.diff(across, prepend=0) == 1))
+
+    edge = max(1, round((1 - GRID_SPAN) / 2 * max(height, width)))
+    if not any(min(crossings(part[:, :edge]), crossings(part[:, -edge:])) >= GRID_LINES for part in (mask, mask.T)):
         return ink
     pixels = mask.view(np.uint8) * np.uint8(255)
     found = cv2.HoughLinesP(pixels, 1, np.pi / 180, round(GRID_SPAN * min(height, width) / 2),
