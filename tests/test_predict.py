@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -530,17 +531,30 @@ def test_a_digit_written_in_a_printed_box_is_read_without_the_box(mnist_dir: Pat
     assert np.mean([r.number == truth for r, truth in zip(reader.read(numbers, multi=True), truths, strict=True)]) >= 0.9
 
 
+def _on_pages(digits: np.ndarray, sheet: np.ndarray | None = None, marks: Callable[[np.ndarray], object] | None = None) -> list[np.ndarray]:
+    """MNIST digits at 84 px, dark ink in the middle of a 140 px page (``sheet``: its paper), ``marks`` drawn on each."""
+    pages = []
+    for digit in digits:
+        page = np.full((140, 140), 245, np.float32) if sheet is None else sheet.copy()
+        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
+        if marks is not None:
+            marks(page)
+        pages.append(np.clip(page, 0, 255).astype(np.uint8))
+    return pages
+
+
+def _share_right(readings: list, labels: np.ndarray) -> float:
+    return float(np.mean([r.digit == label for r, label in zip(readings, labels, strict=True)]))
+
+
 def test_a_line_under_a_digit_is_no_part_of_it(mnist_dir: Path):
     """An underline (or the line of a form's field) apart from the digit is left out; read with it, 29 % were right."""
     test = data.load_mnist("test", mnist_dir, download=False)
-    pages = []
-    for digit in test.images[:40]:
-        page = np.full((140, 140), 245, np.float32)
-        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
+
+    def underline(page: np.ndarray) -> None:
         page[118:121, 20:120] = 20
-        pages.append(page.astype(np.uint8))
-    read = digitrec.load().read(pages)
-    assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.95
+
+    assert _share_right(digitrec.load().read(_on_pages(test.images[:40], marks=underline)), test.labels[:40]) >= 0.95
 
 
 def test_the_lines_of_squared_paper_are_no_part_of_a_digit(mnist_dir: Path):
@@ -548,14 +562,9 @@ def test_the_lines_of_squared_paper_are_no_part_of_a_digit(mnist_dir: Path):
     test = data.load_mnist("test", mnist_dir, download=False)
     sheet = np.full((140, 140), 245, np.float32)
     sheet[4::22] = sheet[:, 4::22] = 170
-    pages = []
-    for digit in test.images[:40]:
-        page = sheet.copy()
-        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
-        pages.append(np.clip(page, 0, 255).astype(np.uint8))
     reader = digitrec.load()
-    read = reader.read(pages)
-    assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.9
+    read = reader.read(_on_pages(test.images[:40], sheet))
+    assert _share_right(read, test.labels[:40]) >= 0.9
     assert np.mean([r.uncertain for r in read]) <= 0.15
     assert reader.read(sheet.astype(np.uint8))[0].reason.startswith("no ink")
 
@@ -563,14 +572,11 @@ def test_the_lines_of_squared_paper_are_no_part_of_a_digit(mnist_dir: Path):
 def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):
     """A digit circled on a page is read without the circle; read with it, 12 % were right, most of them confidently wrong."""
     test = data.load_mnist("test", mnist_dir, download=False)
-    pages = []
-    for digit in test.images[:40]:
-        page = np.full((140, 140), 245, np.float32)
-        page[28:112, 28:112] -= cv2.resize(digit, (84, 84)).astype(np.float32) * 0.85
+
+    def ring(page: np.ndarray) -> None:
         cv2.ellipse(page, (70, 70), (62, 58), 0, 0, 360, 20, 3)
-        pages.append(page.astype(np.uint8))
-    read = digitrec.load().read(pages)
-    assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.95
+
+    assert _share_right(digitrec.load().read(_on_pages(test.images[:40], marks=ring)), test.labels[:40]) >= 0.95
 
 
 def test_straight_lines_that_frame_no_digit_are_ink():
