@@ -515,6 +515,10 @@ def _in_boxes(digits: np.ndarray, tilt: float = 0.0, size: int = 84) -> np.ndarr
     return cv2.warpAffine(np.clip(page, 0, 255).astype(np.uint8), turn, page.shape[::-1], borderValue=245)
 
 
+def _share_right(readings: list, labels: np.ndarray) -> float:
+    return float(np.mean([r.digit == label for r, label in zip(readings, labels, strict=True)]))
+
+
 def test_a_digit_written_in_a_printed_box_is_read_without_the_box(mnist_dir: Path, tmp_path: Path):
     test = data.load_mnist("test", mnist_dir, download=False)
     reader = digitrec.load()
@@ -524,7 +528,7 @@ def test_a_digit_written_in_a_printed_box_is_read_without_the_box(mnist_dir: Pat
             paths.append(tmp_path / f"box-{tilt}-{size}-{i}.png")
             Image.fromarray(_in_boxes(test.images[i : i + 1], tilt, size)).save(paths[-1])
         read = reader.read(paths)
-        assert np.mean([r.digit == label for r, label in zip(read, test.labels[:40], strict=True)]) >= 0.9  # 14-45 % with the box
+        assert _share_right(read, test.labels[:40]) >= 0.9  # 14-45 % with the box
         assert np.mean([r.uncertain for r in read]) <= 0.1
     numbers = [_in_boxes(test.images[i : i + 3]) for i in range(0, 60, 3)]
     truths = ["".join(map(str, test.labels[i : i + 3])) for i in range(0, 60, 3)]
@@ -541,10 +545,6 @@ def _on_pages(digits: np.ndarray, sheet: np.ndarray | None = None, marks: Callab
             marks(page)
         pages.append(np.clip(page, 0, 255).astype(np.uint8))
     return pages
-
-
-def _share_right(readings: list, labels: np.ndarray) -> float:
-    return float(np.mean([r.digit == label for r, label in zip(readings, labels, strict=True)]))
 
 
 def test_a_line_under_a_digit_is_no_part_of_it(mnist_dir: Path):

@@ -9,8 +9,9 @@ transparency composited, shrunk to at most ``WORK_PIXELS`` pixels and projected 
 axis (any ink colour); the paper's own level (shadows, uneven light) is estimated on a coarse grid
 and subtracted, the side the ink lies on decided, contrast stretched (faint pencil) and the ink
 thresholded (Otsu) into connected components, of which specks, the lines of squared or ruled paper,
-the printed box a digit may be written in, a ring drawn around it and a line drawn under it are dropped. Strokes thinner than
-MNIST's pen are thickened, so a fine pen on a big page looks like what the model was trained on.
+the printed box a digit may be written in, a ring drawn around it and a line drawn under it are
+dropped. Strokes thinner than MNIST's pen are thickened, so a fine pen on a big page looks like
+what the model was trained on.
 A small image (a scan or a crop of at most ``SCAN_SIDE`` px) has no shadows to undo and its grey
 levels are the digit: it is read as MNIST's own recipe reads it, keeping its soft strokes whole.
 """
@@ -453,6 +454,12 @@ class Ink(NamedTuple):
         return _a_scan(self.map)
 
 
+def _ink_of(level: np.ndarray, mask: np.ndarray) -> Ink:
+    """The ink of ``mask`` on the ink map ``level``: its components, specks dropped (after some was taken out, judged anew)."""
+    components = _label(mask)
+    return Ink(level, components, _not_specks(components.area))
+
+
 def _a_scan(level: np.ndarray) -> bool:
     """Whether an image (at working size, which a scan is never shrunk from) is at most ``SCAN_SIDE`` px: a scan or a crop."""
     return max(level.shape) <= SCAN_SIDE
@@ -508,10 +515,9 @@ def find_ink(image: str | Path | Image.Image | np.ndarray | Ink, trace: list[tup
                     clear = np.bincount(components.labels[mask], minlength=len(components.area))
                     found = Ink(np.clip(ink / peak, 0.0, 1.0), components, _not_specks(clear))
                 else:
-                    components = _label(mask)
                     # NIST's digits were scanned bilevel: ink well past the threshold is full ink, however
                     # faint the pencil or light the pressure; a ramp around it keeps the strokes' soft edges.
-                    found = Ink(np.clip(ink / threshold - 0.5, 0.0, 1.0), components, _not_specks(components.area))
+                    found = _ink_of(np.clip(ink / threshold - 0.5, 0.0, 1.0), mask)
                 found = _without_underline(_without_frames(found if scan else _without_grid(found)))
                 if trace is not None:
                     trace.append(("ink kept (grey: dropped)", np.where(found.keep[found.components.labels], 1.0,
@@ -559,8 +565,7 @@ def _without_frames(ink: Ink) -> Ink:
                 return ink
             mask = found.keep[c.labels]
             mask[box] &= ~lines
-            components = _label(mask)
-            found = Ink(found.map, components, _not_specks(components.area))
+            found = _ink_of(found.map, mask)
             break
         else:
             return found
@@ -595,29 +600,25 @@ def _without_grid(ink: Ink) -> Ink:
         return ink  # no ink runs across the page
     mask = ink.keep[c.labels]
     # a cheap look next: a paper's lines run across both edges of the image, at GRID_LINES or more places each
-    def crossings(strip: np.ndarray) -> int:
-        across = (2 * np.count_nonzero(strip, axis=1) >= strip.shape[1]).view(np.int8)  # rows the ink runs across
-        return int(np.count_nonzero(np.diff(across, prepend=0) == 1))
-
     edge = max(1, round((1 - GRID_SPAN) / 2 * max(height, width)))
-    if not any(min(crossings(part[:, :edge]), crossings(part[:, -edge:])) >= GRID_LINES for part in (mask, mask.T)):
+    if not any(min(_crossings(part[:, :edge]), _crossings(part[:, -edge:])) >= GRID_LINES for part in (mask, mask.T)):
         return ink
     pixels = mask.view(np.uint8) * np.uint8(255)
-    found = cv2.HoughLinesP(pixels, 1, np.pi / 180, round(GRID_SPAN * min(height, width) / 2),
-                            minLineLength=round(GRID_SPAN * min(height, width)), maxLineGap=max(2, round(0.02 * max(height, width))))
-    if found is None:
+    segments = cv2.HoughLinesP(pixels, 1, np.pi / 180, round(GRID_SPAN * min(height, width) / 2),
+                               minLineLength=round(GRID_SPAN * min(height, width)), maxLineGap=max(2, round(0.02 * max(height, width))))
+    if segments is None:
         return ink
     lines = np.zeros_like(pixels)
     for across in (True, False):
-        kept = []
-        for x0, y0, x1, y1 in found.reshape(-1, 4):
+        along = []  # (where it crosses the page, the segment) for each segment running this way
+        for x0, y0, x1, y1 in segments.reshape(-1, 4):
             run, rise = (x1 - x0, y1 - y0) if across else (y1 - y0, x1 - x0)
             if abs(rise) <= abs(run) * math.tan(math.radians(FRAME_TILT)) and abs(run) >= GRID_SPAN * (width if across else height):
-                kept.append(((y0 + y1) / 2 if across else (x0 + x1) / 2, (x0, y0, x1, y1)))
-        places = sorted(place for place, _ in kept)
+                along.append(((y0 + y1) / 2 if across else (x0 + x1) / 2, (x0, y0, x1, y1)))
+        places = sorted(place for place, _ in along)
         distinct = 1 + sum(b - a > 3 for a, b in itertools.pairwise(places)) if places else 0
         if distinct >= GRID_LINES:
-            for _, (x0, y0, x1, y1) in kept:  # drawn from edge to edge: a paper's lines run across the page
+            for _, (x0, y0, x1, y1) in along:  # drawn from edge to edge: a paper's lines run across the page
                 if across:
                     slope = (y1 - y0) / (x1 - x0)
                     ends = (0, round(y0 - slope * x0)), (width - 1, round(y0 + slope * (width - 1 - x0)))
@@ -629,8 +630,13 @@ def _without_grid(ink: Ink) -> Ink:
         return ink
     rest = mask & (lines == 0)
     # where a stroke crosses a line, the line's pixels beside the stroke stay: the stroke stays whole
-    components = _label(rest | (mask & (cv2.dilate(rest.view(np.uint8), np.ones((9, 9), np.uint8)) > 0)))
-    return Ink(ink.map, components, _not_specks(components.area))
+    return _ink_of(ink.map, rest | (mask & (cv2.dilate(rest.view(np.uint8), np.ones((9, 9), np.uint8)) > 0)))
+
+
+def _crossings(strip: np.ndarray) -> int:
+    """How many separate runs of rows the ink runs across (covers half of) in a strip along an image's edge."""
+    across = (2 * np.count_nonzero(strip, axis=1) >= strip.shape[1]).view(np.int8)
+    return int(np.count_nonzero(np.diff(across, prepend=0) == 1))
 
 
 def _ring(piece: np.ndarray, ink: np.ndarray, height: int) -> bool:
@@ -938,8 +944,7 @@ def _without_rules(ink: Ink) -> Ink:
     rules = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((1, width // 2), np.uint8)) > 0
     if not rules.any():
         return ink
-    components = _label(mask & ~cv2.dilate(rules.view(np.uint8), _SQUARE).astype(bool))
-    return Ink(ink.map, components, _not_specks(components.area))
+    return _ink_of(ink.map, mask & ~cv2.dilate(rules.view(np.uint8), _SQUARE).astype(bool))
 
 
 def _dash(mask: np.ndarray, height: int) -> bool:

@@ -183,10 +183,11 @@ class Predictor:
         averaged over its views (:func:`digitrec.images.views`), which keeps them as sharp, and as well calibrated,
         as one view's (BENCHMARKS.md)."""
         logits = self.engine.logits(digits)
-        unsure = scans & (self._calibrated(logits).max(axis=1) < VIEWS_BELOW)
-        if unsure.any():
+        unsure = np.flatnonzero(scans)
+        unsure = unsure[self._calibrated(logits[unsure]).max(axis=1) < VIEWS_BELOW]
+        if len(unsure):
             turned = self.engine.logits(np.concatenate([images.views(digit) for digit in digits[unsure]]))
-            turned = turned.reshape(int(unsure.sum()), len(images.SCAN_TURNS), -1)
+            turned = turned.reshape(len(unsure), len(images.SCAN_TURNS), -1)
             logits[unsure] = (logits[unsure] + turned.sum(axis=1)) / (1 + len(images.SCAN_TURNS))
         return self._calibrated(logits)
 
