@@ -1,0 +1,283 @@
+"""Train the detector that ships inside the package: a small CNN that tells a digit from what is not one.
+
+    python tools/train_detector.py                                # about 11 min on two cores
+    python tools/train_detector.py --pages 2000 --epochs 1 --out /tmp/detector.onnx   # a quick one, to try the tool
+
+It sees what the digit model sees: 28x28 inputs in MNIST's format. Digits are MNIST's first 50,000
+training digits as they are, and as many drawn on pages. The rest are pages of things that are not
+one digit, each made as :func:`digitrec.images.to_mnist` makes a user's image into the model's input:
+
+* letters and signs from the fonts matplotlib ships (STIX, Computer Modern) and OpenCV's Hershey
+  stroke fonts, many of them slanted, turned and wobbled as a hand draws them; letters a reader
+  takes for digits (O, l, Z, S, b, q, ...) are left out;
+* scribbles of two to five smooth strokes, polygons, stars, arrows and crossed lines;
+* :mod:`digitrec.outliers`' polygons and hash marks, in MNIST's format already.
+
+None of these come from the fonts or the drawing code of ``benchmarks/devsets.py``'s negatives, which
+judge it. Pages are 10 to 300 px, so scans and photos alike go through the preprocessing they will
+meet; dark on light mostly, light on dark a fifth of the time, with grain.
+
+MNIST's last 10,000 training digits (as they are) set the threshold: the score that only
+``--flag-share`` of them exceed. MNIST's test digits are never seen. Writes
+``src/digitrec/assets/detector.onnx`` (input ``images``: float32 ``(N, 1, 28, 28)``, pixel / 255;
+output ``scores``: ``(N, 1)``, above the threshold: not a digit) with its threshold and provenance
+in its digitrec metadata. ``make detector`` runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+import time
+from datetime import datetime
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from digitrec import data, images, outliers
+from digitrec.detector import KIND, Detector
+from digitrec.export import write_onnx
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "digitrec" / "assets"
+TRAIN_DIGITS = 50_000  # digits to learn from; MNIST's other 10,000 training digits set the threshold
+CANVAS = 140  # px a side on which a page's ink is drawn before it is cropped and scaled to the page's size
+FONTS = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+TTF = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+       "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf")
+HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
+           cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
+LIKE_DIGITS = set("OoIlZzSsbgqByGTij")  # read as 0, 1, 2, 5, 6, 9, 8, 4, 7 (i and j lose their dot as a speck)
+LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in LIKE_DIGITS)
+SIGNS = "#%@&*+=<>~^$£€¥§¶©®?ΓΔΘΛΞΠΣΦΨΩαβγζηθκλμνξπτυφχψω←→↑↓↔⇒∀∂∃∅∇∈∑∞∫≈≠≤≥⊕⊗★☆♠♣♥♦♪"
+HERSHEY_SIGNS = "#%@&*+=<>~^$?{}"  # the Hershey fonts draw ASCII alone
+KINDS = {"font": 0.35, "stroke font": 0.35, "scribble": 0.15, "shape": 0.15}  # shares of the pages that are not digits
+BATCH = 256
+
+
+def _warped(ink: np.ndarray, rng: np.random.Generator, turn: float = 15.0, shear: float = 0.3) -> np.ndarray:
+    """Turned, slanted and stretched about the centre; half the time wobbled as a hand draws."""
+    height, width = ink.shape
+    angle, slant, stretch = math.radians(rng.uniform(-turn, turn)), rng.uniform(-shear, shear), rng.uniform(0.8, 1.25)
+    matrix = np.array([[stretch * math.cos(angle), slant - math.sin(angle), 0],
+                       [math.sin(angle), math.cos(angle) / stretch, 0]], np.float32)
+    centre = np.array([width / 2, height / 2], np.float32)
+    matrix[:, 2] = centre - matrix[:, :2] @ centre
+    ink = cv2.warpAffine(ink, matrix, (width, height))
+    if rng.random() < 0.5:
+        rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+        drift = [cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 8) * rng.uniform(20, 60)
+                 for _ in range(2)]
+        ink = cv2.remap(ink, cols + drift[0], rows + drift[1], cv2.INTER_LINEAR)
+    return ink
+
+
+def _font_glyph(rng: np.random.Generator) -> np.ndarray:
+    chars = LETTERS if rng.random() < 0.6 else SIGNS
+    while True:  # a font without the glyph draws nothing (or next to nothing): draw another
+        font = ImageFont.truetype(str(FONTS / TTF[rng.integers(len(TTF))]), 70)
+        canvas = Image.new("L", (CANVAS, CANVAS), 0)
+        ImageDraw.Draw(canvas).text((35, 20), chars[rng.integers(len(chars))], fill=255, font=font)
+        ink = np.asarray(canvas, np.float32) / 255
+        if ink.sum() > 30:
+            return ink
+
+
+def _stroke_glyph(rng: np.random.Generator) -> np.ndarray:
+    canvas = np.zeros((CANVAS, CANVAS), np.uint8)
+    chars = LETTERS + HERSHEY_SIGNS
+    font = HERSHEY[rng.integers(len(HERSHEY))] | (cv2.FONT_ITALIC if rng.random() < 0.3 else 0)
+    cv2.putText(canvas, chars[rng.integers(len(chars))], (35, 100), font, 2.2, 255, int(rng.integers(2, 9)), cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255
+
+
+def _scribble(rng: np.random.Generator) -> np.ndarray:
+    """Two to five strokes, each through three to six random points, smoothed by corner cutting."""
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    for _ in range(int(rng.integers(2, 6))):
+        path = rng.uniform(25, CANVAS - 25, (int(rng.integers(3, 7)), 2))
+        for _ in range(3):
+            path = np.concatenate([path[:1], (path[:-1] + path[1:]) / 2, path[-1:]])
+            path = (path[:-1] + path[1:]) / 2
+        cv2.polylines(canvas, [path.astype(np.int32)], False, 1.0, int(rng.integers(3, 9)), cv2.LINE_AA)
+    return canvas
+
+
+def _shape(rng: np.random.Generator) -> np.ndarray:
+    """An arrow, a filled star, a polygon (filled or drawn), or two to four crossing lines."""
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    pen, centre, kind = int(rng.integers(4, 10)), CANVAS / 2, rng.integers(4)
+    if kind == 0:
+        start, end = rng.uniform(20, CANVAS - 20, (2, 2)).astype(int)
+        cv2.arrowedLine(canvas, tuple(map(int, start)), tuple(map(int, end)), 1.0, pen, cv2.LINE_AA, tipLength=rng.uniform(0.2, 0.5))
+    elif kind == 1:
+        points = int(rng.integers(5, 9))
+        angles = np.linspace(0, 2 * np.pi, 2 * points, endpoint=False) + rng.uniform(0, 2 * np.pi)
+        radii = np.where(np.arange(2 * points) % 2, rng.uniform(0.3, 0.6), 1.0) * 50
+        star = np.stack([centre + radii * np.cos(angles), centre + radii * np.sin(angles)], 1)
+        cv2.fillPoly(canvas, [star.astype(np.int32)], 1.0, cv2.LINE_AA)
+    elif kind == 2:
+        angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
+        corners = np.stack([centre + 50 * np.cos(angles), centre + 50 * np.sin(angles)], 1).astype(np.int32)
+        if rng.random() < 0.5:
+            cv2.fillPoly(canvas, [corners], 1.0, cv2.LINE_AA)
+        else:
+            cv2.polylines(canvas, [corners], True, 1.0, pen, cv2.LINE_AA)
+    else:
+        for _ in range(int(rng.integers(2, 5))):
+            x0, y0, x1, y1 = rng.uniform(20, CANVAS - 20, 4).astype(int)
+            cv2.line(canvas, (int(x0), int(y0)), (int(x1), int(y1)), 1.0, pen, cv2.LINE_AA)
+    return canvas
+
+
+def _digit(rng: np.random.Generator, digit: np.ndarray) -> np.ndarray:
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    canvas[14:-14, 14:-14] = cv2.resize(digit.astype(np.float32) / 255, (CANVAS - 28, CANVAS - 28), interpolation=cv2.INTER_LINEAR)
+    return _warped(canvas, rng, turn=10, shear=0.2) if rng.random() < 0.5 else canvas
+
+
+def _page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ink (0-1) on the canvas -> a grey page of 10 to 300 px a side, cropped with a margin around the ink."""
+    rows, cols = np.nonzero(ink > 0.1)
+    margin = int(rng.integers(4, 30))
+    ink = ink[max(rows.min() - margin, 0) : rows.max() + margin + 1, max(cols.min() - margin, 0) : cols.max() + margin + 1]
+    if rng.random() < 0.2:
+        ink = cv2.dilate(ink, np.ones((5, 5), np.uint8)) if rng.random() < 0.5 else cv2.erode(ink, np.ones((3, 3), np.uint8))
+    side = int(rng.integers(10, 33)) if rng.random() < 0.2 else int(np.exp(rng.uniform(np.log(36), np.log(300))))
+    scale = side / max(ink.shape)
+    ink = cv2.resize(ink, (max(round(ink.shape[1] * scale), 4), max(round(ink.shape[0] * scale), 4)), interpolation=cv2.INTER_AREA)
+    paper, pen = rng.uniform(170, 255), rng.uniform(0, 90)
+    grey = paper + (pen - paper) * np.clip(ink, 0, 1) + rng.normal(0, rng.uniform(0, 6), ink.shape)
+    if rng.random() < 0.2:
+        grey = 255 - grey
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def pages(task: tuple[str, int, int, int]) -> np.ndarray:
+    """``(kind, count, seed, digits)`` -> ``count`` 28x28 inputs as digitrec makes them of pages: of digits (``"digits"``,
+    from MNIST's first ``digits`` training digits) or of things that are not one (``"other"``). A page the preprocessing
+    finds no ink on is dropped."""
+    kind, count, seed, learned = task
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(seed)
+    digits = data.load("mnist", "train").images[:learned] if kind == "digits" else None
+    drawers = {"font": _font_glyph, "stroke font": _stroke_glyph, "scribble": _scribble, "shape": _shape}
+    made = []
+    for _ in range(count):
+        if digits is not None:
+            ink = _digit(rng, digits[rng.integers(len(digits))])
+        else:
+            drawn = rng.choice(list(KINDS), p=list(KINDS.values()))
+            ink = drawers[drawn](rng)
+            if drawn in ("font", "stroke font") and rng.random() < 0.7:
+                ink = _warped(ink, rng)
+        if ink.max() > 0.1:
+            seen = images.to_mnist(_page(ink, rng))
+            if seen.any():
+                made.append(seen)
+    return np.stack(made)
+
+
+class DetectorNet(nn.Module):
+    """Three 3x3 convolutions (24, 48, 96 channels; pooled twice), the strongest response of each, and one score."""
+
+    def __init__(self, width: int = 24) -> None:
+        super().__init__()
+
+        def conv(into: int, out: int) -> list[nn.Module]:
+            return [nn.Conv2d(into, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+
+        self.layers = nn.Sequential(*conv(1, width), nn.MaxPool2d(2), *conv(width, 2 * width), nn.MaxPool2d(2),
+                                    *conv(2 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 28) -> (N, 1)
+        return self.layers(x)
+
+
+def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, width: int = 24, log: bool = True) -> DetectorNet:
+    """Binary cross-entropy, both classes weighted equally; AdamW, one cycle up to 3e-3; shifts of up to 2 px, some blur."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    model = DetectorNet(width)
+    weight = torch.where(y > 0, (y == 0).sum() / y.sum(), 1.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    steps = epochs * (len(x) // BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x))
+        for first in range(0, len(x) - BATCH + 1, BATCH):
+            chosen = order[first : first + BATCH]
+            batch = torch.roll(x[chosen], tuple(int(v) for v in generator.integers(-2, 3, 2)), (2, 3))
+            if generator.random() < 0.3:
+                batch = F.avg_pool2d(F.pad(batch, (1, 1, 1, 1), mode="replicate"), 3, 1)
+            loss = (F.binary_cross_entropy_with_logits(model(batch)[:, 0], y[chosen], reduction="none") * weight[chosen]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        if log:
+            print(f"epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  {time.perf_counter() - started:.0f} s", flush=True)
+    return model.eval()
+
+
+def scores(model: nn.Module, digits: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([model(torch.from_numpy(digits[i : i + 2000]).float()[:, None] / 255)[:, 0]
+                          for i in range(0, len(digits), 2000)]).numpy()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=36_000, help="pages of digits, and as many of other things")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=24, help="channels of the first convolution (then twice, four times)")
+    parser.add_argument("--digits", type=int, default=60_000, help="use only MNIST's first this many training digits (to try the tool)")
+    parser.add_argument("--flag-share", type=float, default=0.0005, help="share of held-out digits the threshold flags")
+    parser.add_argument("--out", type=Path, default=ASSETS / "detector.onnx")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    workers = os.cpu_count() or 1
+    split = min(TRAIN_DIGITS, args.digits * 5 // 6)
+    tasks = [(kind, args.pages // (2 * workers), args.seed * 1000 + i, split) for i, kind in enumerate(["digits", "other"] * (2 * workers))]
+    with Pool(workers) as pool:
+        made = pool.map(pages, tasks)
+    train_set = data.load("mnist", "train")
+    digits = np.concatenate([train_set.images[:split], *made[0::2]])
+    others = np.concatenate([*made[1::2], outliers.bank(args.pages // 4, args.seed).numpy()])
+    print(f"{len(digits)} digits and {len(others)} others drawn in {time.perf_counter() - started:.0f} s", flush=True)
+    x = torch.from_numpy(np.concatenate([digits, others])).float()[:, None] / 255
+    y = torch.cat([torch.zeros(len(digits)), torch.ones(len(others))])
+    model = train(x, y, args.epochs, args.seed, args.width)
+    held_out = scores(model, train_set.images[split : args.digits])
+    threshold = float(np.quantile(held_out, 1 - args.flag_share))
+    seconds = time.perf_counter() - started
+    meta = {"kind": KIND, "threshold": threshold, "parameters": sum(p.numel() for p in model.parameters()),
+            "provenance": {"command": shlex.join(["python", "tools/train_detector.py", *(sys.argv[1:] if argv is None else argv)]),
+                           "pages": args.pages, "epochs": args.epochs, "width": args.width, "seed": args.seed,
+                           "flag_share": args.flag_share,
+                           "seconds": round(seconds), "built": datetime.now().isoformat(timespec="seconds"),
+                           "train_data": {"name": train_set.name, "checksum": train_set.checksum, "digits": split},
+                           "digits": len(digits), "others": len(others),
+                           "versions": {"torch": torch.__version__, "onnx": onnx.__version__}}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_onnx(model, torch.zeros(1, 1, 28, 28), args.out, meta, {"images": {0: "batch"}, "scores": {0: "batch"}})
+    Detector(args.out)  # it loads as the package will load it
+    print(f"{args.out}: threshold {threshold:.3f} (flags {args.flag_share:.2%} of {len(held_out)} held-out training digits); "
+          f"{seconds:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
