@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from digitrec import detector as detectors
 from digitrec import images, rows
 from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
+from digitrec.detector import Detector
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
 from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
@@ -42,7 +44,9 @@ UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged 
 # models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
 # (BENCHMARKS.md, "Not a digit: a second model's opinion").
 DISAGREE_BELOW = 0.01
-BEYOND_DOUBT = 0.9999  # ... asked only of readings the digit model is less sure of: no non-digit it caught was surer
+# ... asked only of readings the digit model is less sure of: beside the digit detector, the row reader catches no
+# non-digit read more surely (BENCHMARKS.md, "The digit detector")
+BEYOND_DOUBT = 0.999
 # Where the row reader counts a number's digits otherwise than the cut-and-read, how many times likelier than the
 # cut-and-read's it must find its own reading for it to win (BENCHMARKS.md: any factor of 5 to 300 reads as well)
 ROW_READING_ODDS = 100.0
@@ -132,17 +136,25 @@ def _name(item: Any, index: int) -> str:
 class Predictor:
     """A trained model that reads digits; made by :func:`load`."""
 
-    def __init__(self, engine: Engine, threshold: float = UNCERTAIN_BELOW, row_reader: RowReader | str | None = "bundled"):
-        """``row_reader``: what counts the digits of a written number (``multi``) beside the digit model:
-        ``"bundled"`` (the one that ships, when it is installed), a :class:`digitrec.rows.RowReader`, or None.
+    def __init__(self, engine: Engine, threshold: float = UNCERTAIN_BELOW, row_reader: RowReader | str | None = "bundled",
+                 detector: Detector | str | None = "bundled"):
+        """``row_reader``: what counts the digits of a written number (``multi``) beside the digit model, and gives
+        a second opinion on a single digit; ``detector``: what tells a digit from something else. Each is
+        ``"bundled"`` (the one that ships, when it is installed), a :class:`digitrec.rows.RowReader` or
+        :class:`digitrec.detector.Detector`, or None.
         """
         self.engine = engine
         self.threshold = threshold
         self._row_reader = row_reader
+        self._detector = detector
 
     @property
     def row_reader(self) -> RowReader | None:
         return rows.bundled() if self._row_reader == "bundled" else self._row_reader
+
+    @property
+    def detector(self) -> Detector | None:
+        return detectors.bundled() if self._detector == "bundled" else self._detector
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -280,16 +292,24 @@ class Predictor:
         return reading
 
     def _second_opinion(self, reading: Reading, digit: np.ndarray) -> Reading:
-        """The reading, flagged where the row reader, a second model that reads the same 28x28 digit,
-        is all but sure it is not that digit.
+        """The reading, flagged where the detector finds the 28x28 input is not a digit, or where the row
+        reader, a second model that reads the same 28x28 digit, is all but sure it is not that digit.
 
-        Two models trained apart agree on digits and disagree on many things that are not one
-        (letters, symbols, icons, scribbles: BENCHMARKS.md), which the digit model alone may read surely.
-        A threshold of 0 asks for no "not clearly a digit" flag at all, this one included. The row
-        reader is not asked where the digit model is beyond doubt (most digits: it halves the time it adds).
+        The digit model alone may read letters, symbols, icons and scribbles surely (BENCHMARKS.md). The
+        detector learned to tell them from digits; two digit readers trained apart agree on digits and
+        disagree on many things that are not one. A threshold of 0 asks for no "not clearly a digit" flag
+        at all, these included. The row reader is not asked where the digit model is beyond doubt (most
+        digits: it halves the time it adds).
         """
+        if reading.uncertain or self.threshold <= 0:
+            return reading
+        judge = self.detector
+        if judge is not None and judge.not_digits(digit[None])[0]:
+            reading.uncertain = True
+            reading.reason = "not a digit: the digit detector, a second model, finds it unlike any of the ten"
+            return reading
         row_reader = self.row_reader
-        if reading.uncertain or reading.confidence >= BEYOND_DOUBT or row_reader is None or self.threshold <= 0:
+        if reading.confidence >= BEYOND_DOUBT or row_reader is None:
             return reading
         agreed = row_reader.probability(images.fit_row(digit / 255.0), [reading.digit])
         if agreed < DISAGREE_BELOW:
