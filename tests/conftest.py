@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
+from digitrec.errors import DigitrecError
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +121,34 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: 
             return condition()
         time.sleep(pause)
     raise AssertionError("timed out waiting on the training process")
+
+
+def load_tool(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``tools/<name>.py`` as a module, registered under its name for the test."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, tool)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def refuses_other_models(opener: Callable[[Path], object], kind: str, tmp_path: Path) -> None:
+    """``opener`` takes neither the digit model's ONNX file nor a pickle for a ``kind``: one line says which it is not."""
+    with pytest.raises(DigitrecError, match=f"not a digitrec {kind}"):
+        opener(REPO / "src" / "digitrec" / "assets" / "default.onnx")
+    pickle = tmp_path / "model.onnx"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(DigitrecError, match="never unpickles"):
+        opener(pickle)
+
+
+def printed_page(char: str, side: int = 120) -> np.ndarray:
+    """``char`` printed in black on a white page, as a user's image: in DejaVu where the machine has it (the detector
+    never learned from it: tools/train_detector.py draws STIX, Computer Modern and Hershey), else in Pillow's own font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = side * 2 // 3
+    font = ImageFont.truetype(str(DEJAVU), size) if DEJAVU.is_file() else ImageFont.load_default(size)
+    page = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(page).text((side / 2, side / 2), char, fill=0, font=font, anchor="mm")
+    return np.asarray(page)

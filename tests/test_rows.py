@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_tool, refuses_other_models
 
 from digitrec import images, rows
-from digitrec.errors import DigitrecError
 from digitrec.rows import BLANK, RowReader, decode, digit_frames, sequence_probability
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _frames(*classes: int, sure: float = 8.0) -> np.ndarray:
@@ -87,19 +84,11 @@ def test_the_bundled_row_reader_loads_and_reads_a_row():
 
 
 def test_only_a_row_reader_is_taken_for_one(tmp_path: Path):
-    digit_model = REPO / "src" / "digitrec" / "assets" / "default.onnx"
-    with pytest.raises(DigitrecError, match="not a digitrec row reader"):
-        RowReader(digit_model)
-    pickle = tmp_path / "rows.onnx"
-    pickle.write_bytes(b"\x80\x04K\x01.")
-    with pytest.raises(DigitrecError, match="never unpickles"):
-        RowReader(pickle)
+    refuses_other_models(RowReader, "row reader", tmp_path)
 
 
 def test_the_trainer_writes_a_row_reader_the_package_loads(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    spec = importlib.util.spec_from_file_location("train_rows", REPO / "tools" / "train_rows.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("train_rows", monkeypatch)
     monkeypatch.setenv("DIGITREC_DATA", str(mnist_dir))
     out = tmp_path / "rows.onnx"
     tool.main(["--steps", "3", "--digits", "600", "--held-out", "50", "--out", str(out)])

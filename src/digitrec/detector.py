@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.inference import digitrec_metadata, onnx_session
+from digitrec.inference import onnx_asset
 
 BUNDLED = Path(__file__).parent / "assets" / "detector.onnx"  # the detector that ships in the package
 KIND = "digit detector"  # what the ONNX file's digitrec metadata says it is
@@ -26,12 +26,10 @@ class Detector:
     """A digit detector in an ONNX file, with its threshold."""
 
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
-        self.source = path = Path(path)
-        self.session = onnx_session(path, threads)
-        not_one = "not a digitrec digit detector (tools/train_detector.py writes one)"
-        self.meta = digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path), not_one)
-        if self.meta.get("kind") != KIND or not isinstance(self.meta.get("threshold"), int | float):
-            raise DigitrecError(not_one, str(path))
+        self.source = Path(path)
+        self.session, self.meta = onnx_asset(self.source, KIND, "tools/train_detector.py", threads)
+        if not isinstance(self.meta.get("threshold"), int | float):
+            raise DigitrecError("a digit detector without a threshold in its metadata", str(path))
         self.threshold = float(self.meta["threshold"])
         self.input_name = self.session.get_inputs()[0].name
 

@@ -178,6 +178,17 @@ def onnx_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
         raise DigitrecError(f"not a usable ONNX model ({str(e).splitlines()[0][:200]})", str(path)) from None
 
 
+def onnx_asset(path: Path, kind: str, tool: str, threads: int | None = 1) -> tuple[onnxruntime.InferenceSession, dict[str, Any]]:
+    """A model that works beside the digit model (the row reader, the digit detector): ONNX Runtime on its file and
+    its digitrec metadata, which must say it is a ``kind``; else a one-line error naming ``tool``, which writes one."""
+    session = onnx_session(path, threads)
+    not_one = f"not a digitrec {kind} ({tool} writes one)"
+    meta = digitrec_metadata(session.get_modelmeta().custom_metadata_map, str(path), not_one)
+    if meta.get("kind") != kind:
+        raise DigitrecError(not_one, str(path))
+    return session, meta
+
+
 class OnnxEngine(Engine):
     kind = "onnx"
 

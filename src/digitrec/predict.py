@@ -298,8 +298,8 @@ class Predictor:
         The digit model alone may read letters, symbols, icons and scribbles surely (BENCHMARKS.md). The
         detector learned to tell them from digits; two digit readers trained apart agree on digits and
         disagree on many things that are not one. A threshold of 0 asks for no "not clearly a digit" flag
-        at all, these included. The row reader is not asked where the digit model is beyond doubt (most
-        digits: it halves the time it adds).
+        at all, these included. The row reader is not asked where the digit model is beyond doubt
+        (``BEYOND_DOUBT``: most digits), which saves most of the 0.5 ms it takes.
         """
         if reading.uncertain or self.threshold <= 0:
             return reading

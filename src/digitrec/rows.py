@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DigitrecError
-from digitrec.inference import digitrec_metadata, onnx_session
+from digitrec.inference import onnx_asset
 from digitrec.metrics import log_softmax
 
 BUNDLED = Path(__file__).parent / "assets" / "rows.onnx"  # the row reader that ships in the package (tools/train_rows.py)
@@ -67,12 +66,8 @@ class RowReader:
     """A row reader in an ONNX file, with the temperature that calibrates its digits' probabilities."""
 
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
-        self.source = path = Path(path)
-        self.session = onnx_session(path, threads)
-        not_one = "not a digitrec row reader (tools/train_rows.py writes one)"
-        self.meta = digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path), not_one)
-        if self.meta.get("kind") != KIND:
-            raise DigitrecError(not_one, str(path))
+        self.source = Path(path)
+        self.session, self.meta = onnx_asset(self.source, KIND, "tools/train_rows.py", threads)
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.input_name = self.session.get_inputs()[0].name
 
