@@ -29,10 +29,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from digitrec import detector as detectors
+from digitrec import detector as digit_detector
 from digitrec import images, rows
 from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
-from digitrec.detector import Detector
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
 from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
@@ -137,7 +136,7 @@ class Predictor:
     """A trained model that reads digits; made by :func:`load`."""
 
     def __init__(self, engine: Engine, threshold: float = UNCERTAIN_BELOW, row_reader: RowReader | str | None = "bundled",
-                 detector: Detector | str | None = "bundled"):
+                 detector: digit_detector.Detector | str | None = "bundled"):
         """``row_reader``: what counts the digits of a written number (``multi``) beside the digit model, and gives
         a second opinion on a single digit; ``detector``: what tells a digit from something else. Each is
         ``"bundled"`` (the one that ships, when it is installed), a :class:`digitrec.rows.RowReader` or
@@ -153,8 +152,8 @@ class Predictor:
         return rows.bundled() if self._row_reader == "bundled" else self._row_reader
 
     @property
-    def detector(self) -> Detector | None:
-        return detectors.bundled() if self._detector == "bundled" else self._detector
+    def detector(self) -> digit_detector.Detector | None:
+        return digit_detector.bundled() if self._detector == "bundled" else self._detector
 
     @property
     def meta(self) -> dict[str, Any]:
