@@ -45,5 +45,5 @@ def test_the_trainer_writes_a_detector_the_package_loads(tmp_path: Path, mnist_d
     provenance = judge.meta["provenance"]
     assert provenance["pages"] == 64 and provenance["train_data"]["digits"] == 1000
     assert judge.scores(np.zeros((3, 28, 28), np.uint8)).shape == (3,)
-    others = tool.pages("other", 20, 1, 1000)
+    others = tool.pages(20, 1)
     assert others.dtype == np.uint8 and others.shape[1:] == (28, 28) and len(others) >= 15

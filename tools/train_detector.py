@@ -163,11 +163,10 @@ def _page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(grey, 0, 255).astype(np.uint8)
 
 
-def pages(kind: str, count: int, seed: int, learned: int) -> np.ndarray:
-    """``count`` 28x28 inputs as digitrec makes them of pages: of digits (``"digits"``, from MNIST's first ``learned``
-    training digits) or of things that are not one (``"other"``). A page the preprocessing finds no ink on is dropped."""
+def pages(count: int, seed: int, digits: np.ndarray | None = None) -> np.ndarray:
+    """``count`` 28x28 inputs as digitrec makes them of pages: of these uint8 ``(N, 28, 28)`` digits, or without them of
+    things that are not one. A page the preprocessing finds no ink on is dropped."""
     rng = np.random.default_rng(seed)
-    digits = data.load("mnist", "train").images[:learned] if kind == "digits" else None
     drawers = {"font": _font_glyph, "stroke font": _stroke_glyph, "scribble": _scribble, "shape": _shape}
     made = []
     for _ in range(count):
@@ -186,9 +185,10 @@ def pages(kind: str, count: int, seed: int, learned: int) -> np.ndarray:
 
 
 class DetectorNet(nn.Module):
-    """Three 3x3 convolutions (24, 48, 96 channels; pooled twice), the strongest response of each, and one score."""
+    """Three 3x3 convolutions (``width``, twice and four times as many channels; pooled twice), the strongest response
+    of each, and one score."""
 
-    def __init__(self, width: int = 24) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
 
         def conv(into: int, out: int) -> list[nn.Module]:
@@ -201,7 +201,7 @@ class DetectorNet(nn.Module):
         return self.layers(x)
 
 
-def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, width: int = 24, log: bool = True) -> DetectorNet:
+def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, width: int, log: bool = True) -> DetectorNet:
     """Binary cross-entropy, both classes weighted equally; AdamW, one cycle up to 3e-3; shifts of up to 2 px, some blur."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
@@ -247,11 +247,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     split = min(TRAIN_DIGITS, args.digits * 5 // 6)
-    # drawn in CHUNKS runs of each kind, one after the other (worker processes forked from a process that has run
-    # PyTorch may hang); each run has its own seed
-    made = [pages(kind, args.pages // CHUNKS, args.seed * 1000 + i, split) for i, kind in enumerate(["digits", "other"] * CHUNKS)]
     train_set = data.load("mnist", "train")
-    digits = np.concatenate([train_set.images[:split], *made[0::2]])
+    learned = train_set.images[:split]
+    # runs of digits and of others in turn, one after the other: worker processes forked after PyTorch has run may hang
+    made = [pages(args.pages // CHUNKS, args.seed * 1000 + i, learned if i % 2 == 0 else None) for i in range(2 * CHUNKS)]
+    digits = np.concatenate([learned, *made[0::2]])
     others = np.concatenate([*made[1::2], outliers.bank(args.pages // 4, args.seed).numpy()])
     print(f"{len(digits)} digits and {len(others)} others drawn in {time.perf_counter() - started:.0f} s", flush=True)
     x = torch.from_numpy(np.concatenate([digits, others])).float()[:, None] / 255
