@@ -230,8 +230,8 @@ def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, width: int, 
 
 
 def scores(model: nn.Module, digits: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(digits[i : i + 2000]).float()[:, None] / 255)[:, 0]
+    with torch.no_grad():  # torch.tensor copies: MNIST's cached arrays are read-only, which from_numpy warns of
+        return torch.cat([model(torch.tensor(digits[i : i + 2000], dtype=torch.float32)[:, None] / 255)[:, 0]
                           for i in range(0, len(digits), 2000)]).numpy()
 
 
