@@ -123,11 +123,10 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: 
     raise AssertionError("timed out waiting on the training process")
 
 
-def load_tool(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """``tools/<name>.py`` as a module, registered under its name for the test."""
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     tool = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, tool)
     spec.loader.exec_module(tool)
     return tool
 

@@ -37,7 +37,7 @@ def test_only_a_digit_detector_is_taken_for_one(tmp_path: Path):
 
 
 def test_the_trainer_writes_a_detector_the_package_loads(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    tool = load_tool("train_detector", monkeypatch)
+    tool = load_tool("train_detector")
     monkeypatch.setenv("DIGITREC_DATA", str(mnist_dir))
     out = tmp_path / "detector.onnx"
     tool.main(["--pages", "64", "--epochs", "1", "--digits", "1200", "--out", str(out)])

@@ -88,7 +88,7 @@ def test_only_a_row_reader_is_taken_for_one(tmp_path: Path):
 
 
 def test_the_trainer_writes_a_row_reader_the_package_loads(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    tool = load_tool("train_rows", monkeypatch)
+    tool = load_tool("train_rows")
     monkeypatch.setenv("DIGITREC_DATA", str(mnist_dir))
     out = tmp_path / "rows.onnx"
     tool.main(["--steps", "3", "--digits", "600", "--held-out", "50", "--out", str(out)])
