@@ -532,6 +532,22 @@ def test_npz_holding_a_pickled_object_array_is_refused_without_unpickling(tmp_pa
     assert UNPICKLED == []
 
 
+@pytest.mark.parametrize(("field", "value"), [(8, 1), (10, 99)], ids=["encrypted", "unknown-compression"])
+def test_npz_whose_arrays_are_encrypted_or_compressed_unknowably_is_refused_in_one_line(tmp_path: Path, field: int,
+                                                                                      value: int) -> None:
+    """The zip's central directory says the first array is encrypted (flag bit 0) or packed by a method zipfile lacks."""
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=synthetic_images(2), y_train=np.array([1, 2], np.uint8))
+    blob = bytearray(path.read_bytes())
+    blob[blob.find(b"PK\x01\x02") + field] = value  # the first member's general-purpose flags, or compression method
+    path.write_bytes(bytes(blob))
+
+    with pytest.raises(DigitrecError) as excinfo:
+        data.load_npz(path)
+
+    refusal(excinfo, str(path), "not a readable .npz archive")
+
+
 def test_file_that_is_not_a_zip_archive_is_refused_as_not_an_npz_without_talk_of_pickles(tmp_path: Path) -> None:
     path = tmp_path / "mnist.npz"
     path.write_text("this is not a zip archive\n")

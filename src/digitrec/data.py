@@ -296,7 +296,8 @@ def load_npz(path: str | Path, part: str = "train") -> Digits:
         if "pickle" in str(e):  # an object array: refused by NumPy before anything is unpickled
             raise DigitrecError(f"x_{part} or y_{part} holds Python objects, which digitrec never unpickles", source) from None
         raise DigitrecError(f"not a readable .npz archive ({_clip(str(e), 80)})", source) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+    # zipfile raises RuntimeError for an encrypted member, and NotImplementedError (one) for a compression it lacks
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise DigitrecError(f"not a readable .npz archive ({_clip(str(e), 80)})", source) from None
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, 28, 28) uint8", source)
