@@ -350,6 +350,8 @@ class _Paper(NamedTuple):
         Bilinear interpolation between block centres, extrapolated linearly past the outer ones,
         follows shadows and gradients up to the image's edges and corners.
         """
+        if self.medians.min() == self.medians.max():  # flat paper (a clean scan or crop): no level to interpolate
+            return level * np.float32(side) - np.float32(self.medians.flat[0] * side)
         height, width = level.shape
         paper, block = (self.medians * side).astype(np.float32), self.block
         rows, cols = paper.shape
