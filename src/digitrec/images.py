@@ -799,8 +799,14 @@ def views(digit: np.ndarray) -> np.ndarray:
 
 def to_mnist(image: str | Path | Image.Image | np.ndarray | Ink) -> np.ndarray:
     """A 28x28 uint8 array in MNIST's format; all zeros if the image holds no ink."""
-    ink, components, keep = find_ink(image)
-    return _digit(ink, keep[components.labels])
+    ink = find_ink(image)
+    c, kept = ink.components, np.flatnonzero(ink.keep)
+    if not len(kept):
+        return np.zeros((FIELD, FIELD), dtype=np.uint8)
+    # the kept components' box and a pixel more all round (what _digit keeps): no other pixel is looked at
+    box = (slice(max(int(c.top[kept].min()) - 1, 0), int(c.bottom[kept].max()) + 1),
+           slice(max(int(c.left[kept].min()) - 1, 0), int(c.right[kept].max()) + 1))
+    return _digit(ink.map[box], ink.keep[c.labels[box]])
 
 
 def _groups(ink: Ink) -> list[tuple[int, int, int, int, list[int]]]:
