@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import cv2
 import numpy as np
 import pytest
 
@@ -151,3 +152,16 @@ def printed_page(char: str, side: int = 120) -> np.ndarray:
     page = Image.new("L", (side, side), 255)
     ImageDraw.Draw(page).text((side / 2, side / 2), char, fill=0, font=font, anchor="mm")
     return np.asarray(page)
+
+
+def flagged_one(digit: np.ndarray, length: float) -> np.ndarray:
+    """An MNIST 1 as a person's drawing (dark on light, 112 px) with a European flag: a stroke from its top, down to the left,
+    ``length`` of its height long."""
+    page = cv2.resize(digit, (112, 112), interpolation=cv2.INTER_CUBIC)
+    ys, xs = np.nonzero(page > 128)
+    top, height = int(ys.min()), int(ys.max() - ys.min())
+    start = (int(np.median(xs[ys < top + 4])), top)
+    pen = int(np.clip(np.count_nonzero(page[top + height // 2] > 128), 5, 14))
+    end = (round(start[0] - length * height * np.cos(np.radians(40))), round(top + length * height * np.sin(np.radians(40))))
+    cv2.line(page, start, end, 255, pen, lineType=cv2.LINE_AA)
+    return 255 - page

@@ -27,6 +27,7 @@ BAD_FIELDS = {
     "rho": [1.5],
     "eps": [0],
     "plain_epochs": [-1, 11, 0.5],  # at most the recipe's 10 epochs
+    "flagged_ones": [-0.1, 1.5, math.nan],
 }
 BAD_JITTER = {"rotation": [math.nan, -5, 200], "zoom": [1.0, -0.1, math.nan], "shift": [1.0, math.inf], "elastic": [math.nan, -1],
               "elastic_sigma": [0]}

@@ -384,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--outliers", type=float, metavar="WEIGHT",
                         help="outlier exposure: add synthetic shapes to every batch, taught to be no digit, with this "
                              "loss weight (the default preset: 0.5), so that predict flags what is not a digit; 0 = off")
+    recipe.add_argument("--flagged-ones", type=float, metavar="SHARE",
+                        help="draw this share of the training 1s with a European flag, which MNIST's writers seldom drew "
+                             "(the default preset: 0.2); 0 = off")
     recipe.add_argument("--plain-epochs", type=int, metavar="EPOCHS",
                         help="train the first EPOCHS without augmentation and before the plateau schedule watches, then the "
                              "recipe's own (seed 004's two phases: 20 of 40)")

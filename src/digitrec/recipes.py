@@ -78,6 +78,7 @@ class Recipe:
     early_stopping: int = 0  # stop after this many epochs without validation gain; 0 = never
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none
     outliers: float = 0.0  # weight of outlier exposure (digitrec.outliers): non-digits in every batch, taught to be no class; 0 = none
+    flagged_ones: float = 0.0  # share of the training 1s drawn with a European flag (digitrec.variants); 0 = none
     # epochs trained first as a plain phase: no augmentation, no plateau watching (seed 004 trained 20 such epochs, then
     # continued the same model with augmentation and ReduceLROnPlateau); 0 = none
     plain_epochs: int = 0
@@ -113,6 +114,7 @@ class Recipe:
         _number("early_stopping", self.early_stopping, 0, whole=True)
         _number("ema", self.ema, 0, 1, high_open=True)
         _number("outliers", self.outliers, 0)
+        _number("flagged_ones", self.flagged_ones, 0, 1)
         _number("plain_epochs", self.plain_epochs, 0, self.epochs, whole=True)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitrec import checkpoint, data, distributed, models, outliers, plans, rundir
+from digitrec import checkpoint, data, distributed, models, outliers, plans, rundir, variants
 from digitrec.augment import random_warp
 from digitrec.distributed import ALONE, Group
 from digitrec.errors import DigitrecError, TrainingInterrupted
@@ -445,11 +445,10 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
                 "it continues, but not bit for bit as it would have")
     forward = distributed.wrap(net, group)
 
-    images = torch.tensor(train_set.images, device=dev)
+    # flagged 1s and outliers are drawn from the run's seed alone, so a resumed run has the same
+    images = torch.tensor(variants.flag_ones(train_set.images, train_set.labels, recipe.flagged_ones, config["seed"]), device=dev)
     labels = torch.tensor(train_set.labels, device=dev)
-    strangers = None
-    if recipe.outliers:  # drawn from the run's seed alone, so a resumed run has the same
-        strangers = outliers.bank(len(images) // OUTLIER_SHARE, config["seed"]).to(dev)
+    strangers = outliers.bank(len(images) // OUTLIER_SHARE, config["seed"]).to(dev) if recipe.outliers else None
     model, arguments = config["model"], config["arguments"]
     meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
     elapsed = history[-1]["elapsed"] if history else 0.0
