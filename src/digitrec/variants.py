@@ -20,13 +20,15 @@ INK = 128  # MNIST level that counts as the pen's stroke
 
 
 def flag_ones(images: np.ndarray, labels: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A copy of uint8 digits ``(N, 28, 28)``, white on black, in which ``share`` of the 1s, chosen by ``seed``, have a flag."""
-    out = images.copy()
+    """uint8 digits ``(N, 28, 28)``, white on black, in which ``share`` of the 1s, chosen by ``seed``, have a flag: a new
+    array, or ``images`` itself where no 1 is chosen."""
     rng = np.random.default_rng(seed)
-    chosen = rng.permutation(np.flatnonzero(labels == 1))[: round(share * np.count_nonzero(labels == 1))]
+    ones = np.flatnonzero(labels == 1)
+    chosen = rng.permutation(ones)[: round(share * len(ones))]
     if not len(chosen):
-        return out
-    ink = out[chosen] >= INK
+        return images
+    flagged = images[chosen]
+    ink = flagged >= INK
     rows = ink.any(axis=2)
     top, bottom = rows.argmax(axis=1), FIELD - 1 - rows[:, ::-1].argmax(axis=1)
     height = bottom - top + 1
@@ -45,5 +47,6 @@ def flag_ones(images: np.ndarray, labels: np.ndarray, share: float, seed: int) -
     along = np.clip((x * dx + y * dy) / (dx * dx + dy * dy), 0.0, 1.0)
     distance = np.hypot(x - along * dx, y - along * dy)
     flag = np.clip(pen[:, None, None] / 2 + 0.5 - distance, 0.0, 1.0)  # anti-aliased over a pixel, as MNIST's rims
-    out[chosen] = np.maximum(out[chosen], np.round(flag * 255).astype(np.uint8))
+    out = images.copy()
+    out[chosen] = np.maximum(flagged, np.round(flag * 255).astype(np.uint8))
     return out
