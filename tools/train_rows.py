@@ -1,6 +1,6 @@
 """Train the row reader that ships inside the package: a small CNN with CTC that reads a written number uncut.
 
-    python tools/train_rows.py                   # 7,000 steps: about 55 min on one CPU core, 35 min on two
+    python tools/train_rows.py                   # 7,000 steps: about 55 min on one CPU core, 35-46 min on two
     python tools/train_rows.py --steps 200 --out /tmp/rows.onnx   # a quick one, to try the tool
 
 It learns from synthetic rows of 1 to 6 of MNIST's first 50,000 training digits: apart, touching or
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of the 1s drawn with a European flag (default: the default recipe's)")
     parser.add_argument("--out", type=Path, default=ASSETS / "rows.onnx")
     args = parser.parse_args(argv)
+    if not 0 <= args.flagged_ones <= 1:  # (NaN fails too)
+        parser.error(f"--flagged-ones: must be a share in [0, 1], got {args.flagged_ones}")
     if args.threads:
         torch.set_num_threads(args.threads)
     train_set = data.load("mnist", "train")
