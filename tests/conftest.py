@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,6 +27,9 @@ from digitrec.errors import DigitrecError
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker a core (make test: -n 2): a thread each, here and in the commands it runs
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +123,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120, pause: float = 0.0005) -> bool:
-    """Poll until ``condition()``; False if the process ended first."""
+    """Poll until ``condition()``, which once true stays true (a file written, a line counted); False if the process ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -122,6 +132,59 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: 
             return condition()
         time.sleep(pause)
     raise AssertionError("timed out waiting on the training process")
+
+
+class Terminal:
+    """A command run on a terminal of its own, as a user runs it, so that training draws its progress bar after every
+    step (tqdm draws only on a terminal; TQDM_MININTERVAL=0 lifts its 0.1 s between redraws). The bar is how a test
+    knows which step a run has reached: an event, never a guess of how long a step takes."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], **popen: Any):
+        main, side = pty.openpty()
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # a new terminal is 0 wide: tqdm draws nothing
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=side, stderr=side,
+                                        env={**env, "TQDM_MININTERVAL": "0"}, **popen)
+        os.close(side)
+        self._text, self._closed = "", False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(main,), daemon=True).start()
+
+    def _read(self, fd: int) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: every process holding the terminal has ended
+                chunk = b""
+            with self._changed:
+                self._text += chunk.decode(errors="replace")
+                self._closed = not chunk
+                self._changed.notify_all()
+            if not chunk:
+                os.close(fd)
+                return
+
+    def reached(self, epoch: int, step: int, timeout: float = 120) -> bool:
+        """Wait until the bar shows ``step`` steps done in ``epoch``; False if the output ended first."""
+        bar = re.compile(rf"epoch {epoch}/\d+:[^\r\n]*?\| *(\d+)/\d+ ")
+
+        def done() -> bool:
+            return any(int(n) >= step for n in bar.findall(self._text))
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: done() or self._closed, timeout):
+                raise AssertionError(f"timed out waiting for step {step} of epoch {epoch}:\n{self.output()}")
+            return done()
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        """The exit code and what the command printed, once it has ended (the bar's redraws left out)."""
+        code = self.process.wait(timeout=timeout)
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed, timeout)
+        return code, self.output()
+
+    def output(self) -> str:
+        lines = (part.strip() for part in re.split(r"[\r\n]+", self._text))
+        return "\n".join(line for line in lines if line and not re.search(r"\| *\d+/\d+ \[", line))
 
 
 def load_tool(name: str) -> ModuleType:

@@ -11,29 +11,32 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST, same_weights, synthetic_npz_file, wait_for
+from conftest import SHARED_MNIST, Terminal, same_weights, synthetic_npz_file
 
 from digitrec import checkpoint, data
 from digitrec.inference import predict_logits
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 SMALL = ["--model", "seed003-small", "--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05",
-         "--rotation", "8", "--validation", "0.1", "--quiet"]
+         "--rotation", "8", "--validation", "0.1"]
 
 
 def environment(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "DIGITREC_CHECK_REPLICAS": "1", **extra}
 
 
+def launch(*args: str, restarts: int = 0) -> list[str]:
+    return [*TORCHRUN, f"--max-restarts={restarts}", "-m", "digitrec", *args]
+
+
 def torchrun(*args: str, cwd: Path, restarts: int = 0, **popen: object) -> subprocess.Popen:
-    return subprocess.Popen([*TORCHRUN, f"--max-restarts={restarts}", "-m", "digitrec", *args], cwd=cwd, env=environment(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(launch(*args, restarts=restarts), cwd=cwd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
@@ -50,7 +53,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def uninterrupted(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two processes, start to end, checking after every step that both hold the same weights."""
     folder = tmp_path_factory.mktemp("whole")
-    code, output = finish(torchrun("train", *SMALL, "--data", f"npz:{digits}", "--out", "run", cwd=folder))
+    code, output = finish(torchrun("train", *SMALL, "--data", f"npz:{digits}", "--out", "run", "--quiet", cwd=folder))
     assert code == 0, output
     return folder / "run"
 
@@ -95,12 +98,12 @@ def _worker(parent: int, rank: int) -> int:
 
 
 def test_a_killed_worker_restarts_the_group_which_resumes_to_the_same_weights(digits: Path, uninterrupted: Path, tmp_path: Path):
-    process = torchrun("train", *SMALL, "--data", f"npz:{digits}", "--out", "run", cwd=tmp_path, restarts=1)
+    terminal = Terminal(launch("train", *SMALL, "--data", f"npz:{digits}", "--out", "run", restarts=1), environment(),
+                        cwd=tmp_path)
     run = tmp_path / "run"
-    wait_for(lambda: (run / "state.safetensors").is_file(), process)
-    time.sleep(0.3)  # into epoch 2
-    os.kill(_worker(process.pid, 1), signal.SIGKILL)
-    code, output = finish(process)
+    assert terminal.reached(epoch=2, step=3), "the run ended before a worker could be killed"
+    os.kill(_worker(terminal.process.pid, 1), signal.SIGKILL)
+    code, output = terminal.finish()
     assert code == 0, output
     assert "torchrun restarted the group: continuing run" in output
     assert same_weights(run, uninterrupted)
@@ -108,12 +111,12 @@ def test_a_killed_worker_restarts_the_group_which_resumes_to_the_same_weights(di
 
 def test_ctrl_c_stops_every_process_at_one_step_and_resume_under_torchrun_finishes_the_same(digits: Path, uninterrupted: Path,
                                                                                            tmp_path: Path):
-    process = torchrun("train", *SMALL, "--data", f"npz:{digits}", "--out", "run", cwd=tmp_path, start_new_session=True)
+    terminal = Terminal(launch("train", *SMALL, "--data", f"npz:{digits}", "--out", "run"), environment(), cwd=tmp_path,
+                        start_new_session=True)
     run = tmp_path / "run"
-    wait_for(lambda: (run / "state.safetensors").is_file(), process)
-    time.sleep(0.3)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and both workers
-    code, output = finish(process, timeout=120)
+    assert terminal.reached(epoch=2, step=3), "the run ended before it could be stopped"
+    os.killpg(terminal.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and both workers
+    code, output = terminal.finish(timeout=120)
     assert code != 0
     command = "torchrun --nproc_per_node=2 -m digitrec train --resume run"
     assert f"continue with: {command}" in output, output

@@ -14,13 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import same_weights, synthetic_npz_file, wait_for
+import inotify_simple
+from conftest import Terminal, same_weights, synthetic_npz_file, wait_for
 
 from digitrec import checkpoint
 
@@ -29,6 +29,7 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 # also spares each process the 2.7 s that torch.optim's first import of torch._dynamo takes)
 RECIPE = ["--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05", "--rotation", "8",
           "--ema", "0.9", "--validation", "0.1"]
+STEPS = 34  # a training epoch: 1,080 of the 1,200 digits (a tenth held out), 32 a batch
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,13 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_npz_file(tmp_path_factory.mktemp("faults") / "digits.npz", 1200, seed=3)
 
 
+def command(digits: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "digitrec", "train", "--model", "seed003-small", "--data", f"npz:{digits}", *RECIPE, "--out", str(out)]
+
+
 def start(digits: Path, out: Path, prefix: Sequence[str] = ()) -> subprocess.Popen:
-    command = [*prefix, sys.executable, "-m", "digitrec", "train", "--model", "seed003-small", "--data", f"npz:{digits}", *RECIPE,
-               "--out", str(out), "--quiet"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+    return subprocess.Popen([*prefix, *command(digits, out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ONE_THREAD)
 
 
 def resume(run_dir: Path) -> subprocess.CompletedProcess:
@@ -65,31 +69,49 @@ def writing(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(name.endswith(".tmp") for name in os.listdir(run_dir))
 
 
-# in the order a run reaches them; each kill lands in a run resumed after the one before
-KILL_POINTS: dict[str, Callable[[Path], Callable[[], bool]]] = {
-    "before the first checkpoint": lambda run: lambda: (run / "config.json").is_file(),
-    "while a file is being written": lambda run: lambda: writing(run),
-    "in the middle of epoch 2": lambda run: lambda: (run / "state.safetensors").is_file(),  # then 0.7 s more
-    "between the last epoch's history and its checkpoints": lambda run: lambda: lines(run / "metrics.jsonl") == 2,
-    "while the model is exported at the end": lambda run: lambda: (run / "curves.png").is_file(),
+def a_file_begun(run_dir: Path) -> Callable[[Terminal], bool]:
+    """Waits for the kernel to say that a temporary twin was created in ``run_dir``: a write that began (the watch
+    misses none, however short the write; it starts before the process does)."""
+    watch = inotify_simple.INotify()
+    watch.add_watch(run_dir, inotify_simple.flags.CREATE)
+
+    def begun(terminal: Terminal) -> bool:
+        try:
+            while terminal.process.poll() is None:
+                if any(event.name.endswith(".tmp") for event in watch.read(timeout=100)):
+                    return True
+            return False
+        finally:
+            watch.close()
+
+    return begun
+
+
+# in the order a run reaches them, each kill landing in a run resumed after the one before; each point is made before its
+# process starts and returns the wait for its moment
+KILL_POINTS: dict[str, Callable[[Path], Callable[[Terminal], bool]]] = {
+    "before the first checkpoint": lambda run: lambda t: wait_for(lambda: (run / "config.json").is_file(), t.process),
+    "while a file is being written": a_file_begun,
+    "in the middle of epoch 2": lambda run: lambda t: t.reached(epoch=2, step=STEPS // 2),
+    "between the last epoch's history and its checkpoints": lambda run: lambda t: wait_for(lambda: lines(run / "metrics.jsonl") == 2,
+                                                                                           t.process),
+    "while the model is exported at the end": lambda run: lambda t: wait_for(lambda: (run / "curves.png").is_file(), t.process),
 }
 
 
 def test_a_run_killed_at_five_kinds_of_moment_resumes_each_time_and_ends_with_the_same_weights(digits: Path, uninterrupted: Path,
                                                                                                  tmp_path: Path):
     out = tmp_path / "run"
-    process = start(digits, out)
-    for point, reached in KILL_POINTS.items():
-        assert wait_for(reached(out), process), f"the run ended before it could be killed {point}"
-        if point == "in the middle of epoch 2":
-            time.sleep(0.7)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL, f"the run ended before it could be killed {point}"
-        process = subprocess.Popen([sys.executable, "-m", "digitrec", "train", "--resume", str(out), "--quiet"], env=ONE_THREAD,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
+    resuming = [sys.executable, "-m", "digitrec", "train", "--resume", str(out)]
+    for number, (point, moment) in enumerate(KILL_POINTS.items()):
+        reached = moment(out)
+        terminal = Terminal(resuming if number else command(digits, out), ONE_THREAD)
+        assert reached(terminal), f"the run ended before it could be killed {point}"
+        terminal.process.send_signal(signal.SIGKILL)
+        code, output = terminal.finish(timeout=30)
+        assert code == -signal.SIGKILL, f"the run ended before it could be killed {point}:\n{output}"
+    code, output = Terminal(resuming, ONE_THREAD).finish()
+    assert code == 0, output
     assert same_weights(out, uninterrupted)
     assert not any(name.endswith(".tmp") for name in os.listdir(out))  # what a kill left half-written is gone
     assert (out / "final.onnx").is_file()
@@ -97,22 +119,21 @@ def test_a_run_killed_at_five_kinds_of_moment_resumes_each_time_and_ends_with_th
 
 def test_ctrl_c_saves_the_step_it_reached_and_prints_the_command_that_continues_it(digits: Path, uninterrupted: Path, tmp_path: Path):
     out = tmp_path / "run"
-    process = start(digits, out)
-    wait_for(lambda: (out / "state.safetensors").is_file(), process)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    message = stderr.strip().splitlines()[-1]
+    terminal = Terminal(command(digits, out), ONE_THREAD)
+    assert terminal.reached(epoch=2, step=3), "the run ended before it could be stopped"
+    terminal.process.send_signal(signal.SIGINT)  # what Ctrl-C does, as the bar shows step 3 of epoch 2
+    code, output = terminal.finish(timeout=60)
+    assert code == 130, output
+    message = output.splitlines()[-1]
     assert "stopped in epoch 2 after step" in message and "everything up to there is saved" in message
-    command = message.split("continue with: ")[1]
-    assert command == f"digitrec train --resume {out}"
+    command_given = message.split("continue with: ")[1]
+    assert command_given == f"digitrec train --resume {out}"
     saved = checkpoint.load_state(out / "state.safetensors")
-    assert saved["epoch"] == 1 and saved["step"] > 0  # within epoch 2: the steps it took are kept
+    assert saved["epoch"] == 1 and 3 <= saved["step"] < STEPS  # within epoch 2: the steps it took are kept
 
-    resumed = subprocess.run([sys.executable, "-m", *command.split()], env=ONE_THREAD, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([sys.executable, "-m", *command_given.split()], env=ONE_THREAD, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "step" in resumed.stdout  # "resuming ... at epoch 2/2, step N/..."
+    assert f"step {saved['step'] + 1}/{STEPS}" in resumed.stdout  # "resuming ... at epoch 2/2, step N/34"
     assert same_weights(out, uninterrupted)
 
 
