@@ -124,9 +124,19 @@ def test_a_seven_drawn_with_the_mouse_reads_seven(browser: webdriver.Chrome, ser
 
 def test_clearing_while_a_read_is_on_its_way_keeps_the_page_empty(browser: webdriver.Chrome, server: str):
     _open(browser, server)
+    # Clear is pressed the moment the first read sets off (the page marks the result aria-busy), so its answer is still on
+    # its way; then the test waits until no read is on its way any more
+    browser.execute_script("""
+        const result = document.querySelector(".result");
+        new MutationObserver((changes, observer) => {
+            if (result.getAttribute("aria-busy") !== "true") return;
+            observer.disconnect();
+            document.getElementById("clear").click();
+            window.clearedWhileReading = true;
+        }).observe(result, {attributes: true, attributeFilter: ["aria-busy"]});""")
     _draw(browser, SEVEN)
-    browser.find_element(By.ID, "clear").click()  # before the answer to the last stroke arrives
-    time.sleep(1.0)  # any answer still on its way has arrived by now
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script(
+        'return window.clearedWhileReading === true && document.querySelector(".result").getAttribute("aria-busy") === "false"'))
     assert browser.find_element(By.ID, "digit").text == "?"
     assert browser.find_element(By.ID, "status").text == "Draw a digit to see it read."
 

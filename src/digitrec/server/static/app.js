@@ -14,6 +14,8 @@ let strokes = [];        // each stroke: a list of [x, y] in canvas pixels
 let current = null;
 let timer = null;
 let sequence = 0;        // answers to older requests are dropped
+let reading = 0;         // reads on their way: the result is aria-busy meanwhile, so that a screen reader waits for the answer
+const resultSection = document.querySelector(".result");
 
 for (let d = 0; d < 10; d++) {
   const row = document.createElement("li");
@@ -166,10 +168,12 @@ function showSeen(urls) {
 
 // `mine` is taken when the read starts, before the canvas is encoded, so that a clear or undo
 // in the meantime makes this answer stale.
+// `body` may be a promise of it (a canvas being encoded).
 async function send(body, type, mine = ++sequence) {
   const url = `/api/predict?preprocessed=true${numberMode() ? "&multi=true" : ""}`;
+  busy(+1);
   try {
-    const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
+    const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body: await body });
     const result = await response.json();
     if (mine !== sequence) return;
     if (!response.ok) {
@@ -179,13 +183,20 @@ async function send(body, type, mine = ++sequence) {
     show(result);
   } catch (error) {
     if (mine === sequence) showEmpty(`The server did not answer (${error.message}).`);
+  } finally {
+    busy(-1);
   }
+}
+
+function busy(change) {
+  reading += change;
+  resultSection.setAttribute("aria-busy", String(reading > 0));
 }
 
 function readCanvas() {
   if (!strokes.length) return;
   const mine = ++sequence;
-  canvas.toBlob((blob) => send(blob, "image/png", mine), "image/png");
+  send(new Promise((resolve) => canvas.toBlob(resolve, "image/png")), "image/png", mine);
 }
 
 function readFile(file) {
