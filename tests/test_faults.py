@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-import pytest
 import inotify_simple
+import pytest
 from conftest import Terminal, same_weights, synthetic_npz_file, wait_for
 
 from digitrec import checkpoint

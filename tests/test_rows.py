@@ -90,7 +90,7 @@ def test_the_bundled_row_reader_reads_ones_written_with_a_european_flag(mnist_di
         pytest.skip("this checkout has no bundled row reader")
     test = data.load_mnist("test", mnist_dir, download=False)
     read = [reader.read(images.row_map(flagged_one(one, 0.33))) for one in test.images[test.labels == 1][-200:]]
-    assert np.mean([len(r) == 1 and r[0].argmax() == 1 for r in read]) >= 0.9  # 0.985; the reader before bf45ebd, trained on MNIST alone: 0.415
+    assert np.mean([len(r) == 1 and r[0].argmax() == 1 for r in read]) >= 0.9  # 0.985; before bf45ebd (MNIST alone): 0.415
 
 
 def test_only_a_row_reader_is_taken_for_one(tmp_path: Path):
