@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import flagged_one
+from conftest import same_weights
 
-from digitrec import data, plans, predict, training, variants
+from digitrec import data, plans, training, variants
 
 
 @pytest.fixture
@@ -41,13 +41,20 @@ def test_a_flag_runs_from_the_top_of_the_stroke_down_to_the_left(digits: data.Di
     assert np.mean([(a != b).any() for a, b in zip(x[y == 1], flagged[y == 1], strict=True)]) > 0.9
 
 
-def test_a_model_trained_with_flagged_ones_reads_them_as_ones(tmp_path: Path, digits: data.Digits):
-    x, y = digits.images[:6000], digits.labels[:6000]
-    np.savez(tmp_path / "digits.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
-    unseen = [flagged_one(one, 0.4) for one in digits.images[50000:][digits.labels[50000:] == 1][:200]]  # drawn by OpenCV
-    read = {}
-    for share in (0.0, 0.3):
-        run = training.train(plans.resolve("fast", flagged_ones=share, epochs=2), data_spec=f"npz:{tmp_path / 'digits.npz'}",
-                             out=tmp_path / f"s{share}", progress=False, log=lambda line: None)
-        read[share] = float(np.mean(predict.load(run.run_dir).predict(unseen) == 1))
-    assert read[0.3] > read[0.0] + 0.15  # 0.585 against 0.385 (a small model, two epochs on 6,000 digits)
+def test_a_recipe_with_flagged_ones_trains_on_its_flagged_ones_and_on_nothing_else_changed(tmp_path: Path, digits: data.Digits):
+    """Deterministic on any CPU: the same process trains each pair from the same seed. What flags gain is measured on the
+    bundled model (tests/test_predict.py: flagged 1s read 1.0, 0.70 without flags). A small model trained here for a few
+    seconds cannot show it: over 20 seeds (fast recipe, 6,000 digits, two epochs) the share of 200 OpenCV-flagged 1s read
+    as 1 rose by -0.03 to +0.415 (sd 0.13) with a share of 0.3, by -0.21 to +0.49 with every 1 flagged."""
+    x, y = digits.images[:1000], digits.labels[:1000]
+
+    def trained(name: str, keep: np.ndarray, share: float) -> Path:
+        np.savez(tmp_path / f"{name}.npz", x_train=x[keep], y_train=y[keep], x_test=x[:10], y_test=y[:10])
+        run = training.train(plans.resolve("fast", flagged_ones=share, epochs=1), data_spec=f"npz:{tmp_path / name}.npz",
+                             out=tmp_path / f"{name}-{share}", progress=False, log=lambda line: None)
+        return run.run_dir
+
+    every, no_ones = np.ones(len(y), bool), y != 1
+    assert not same_weights(trained("all", every, 0.0), trained("all", every, 0.3))  # the flagged 1s are trained on
+    assert same_weights(trained("none", no_ones, 0.0), trained("none", no_ones, 0.3))  # without 1s, the same run bit for bit
+
