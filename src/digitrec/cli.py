@@ -76,6 +76,9 @@ def _launched(device: str) -> Iterator[Distributed]:
 
 def _train(args: argparse.Namespace) -> None:
     overrides = _recipe_options(args)
+    if args.dry_run:
+        _estimate_training(args, overrides)
+        return
     with _launched(args.device) as group:
         result = _train_in(args, overrides, group)
     if group.leader:
@@ -100,6 +103,18 @@ def _train_in(args: argparse.Namespace, overrides: dict[str, object], group: Dis
     return training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
                           keep_epochs=args.keep_epochs, watch=args.watch, tensorboard=args.tensorboard, group=group,
                           progress=not args.quiet)
+
+
+def _estimate_training(args: argparse.Namespace, overrides: dict[str, object]) -> None:
+    from digitrec import experiments, plans, training
+
+    if args.resume:
+        raise DigitrecError("times a new run; a run being resumed times itself as it goes", "--dry-run")
+    with _as_flags():
+        plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+    per_epoch = training.seconds_per_epoch(plan, plan.data, args.data_dir, device=args.device)
+    print(f"{plan.model}, {plan.recipe.epochs} epochs on {plan.data}: ~{experiments.duration(per_epoch * plan.recipe.epochs)} "
+          f"of training on this machine (~{experiments.duration(per_epoch)} an epoch, from a few timed steps; nothing trained)")
 
 
 def _ensemble(args: argparse.Namespace) -> None:
@@ -358,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", metavar="DIR", help="also log each epoch's metrics for TensorBoard under DIR/RUN "
                                                         "(needs pip install tensorboard; a resumed run keeps logging there)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", action="store_true", help="time a few steps and say how long training would take; train nothing")
     recipe = t.add_argument_group("recipe (defaults: the model's or preset's own recipe)")
     recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer")
     recipe.add_argument("--lr", type=float, help="learning rate (the peak of the onecycle schedule), > 0")

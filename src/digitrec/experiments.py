@@ -406,12 +406,13 @@ def describe(planned: list[Planned], estimates: dict[str, float]) -> str:
                 "differs": f"differs ({item.detail}): --force trains it again",
                 "copy": f"to copy from {item.origin.parents[1].name if item.origin else ''}"}[item.status]
         lines.append(f"{item.label:<32} {item.spec.plan.model:<18} {recipe.epochs:>3} epochs  {what:<28} "
-                     f"~{_duration(estimates[item.label])}")
-    lines.append(f"total still to train: ~{_duration(sum(estimates.values()))} on this machine")
+                     f"~{duration(estimates[item.label])}")
+    lines.append(f"total still to train: ~{duration(sum(estimates.values()))} on this machine")
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A time as a person reads it: seconds, minutes or hours."""
     if seconds < 90:
         return f"{math.ceil(seconds)} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
