@@ -20,10 +20,13 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	@set -e; out=runs/default-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/digitrec train --out $$out; \
-	$(BIN)/digitrec data stats --out $$out/data; \
-	$(BIN)/digitrec evaluate $$out; \
-	echo; echo "Done. Report: $$out/report/report.html (and report.md beside it)"
+	$(BIN)/digitrec train --dry-run; \
+	start=$$(date +%s); $(BIN)/digitrec train --out $$out; trained=$$(date +%s); \
+	$(BIN)/digitrec data stats --out $$out/data; counted=$$(date +%s); \
+	$(BIN)/digitrec evaluate $$out; evaluated=$$(date +%s); \
+	echo; echo "took: training $$(( (trained - start) / 60 )) min $$(( (trained - start) % 60 )) s," \
+	  "data stats $$((counted - trained)) s, evaluation and report $$((evaluated - counted)) s"; \
+	echo "Done. Report: $$out/report/report.html (and report.md beside it)"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
@@ -46,5 +49,7 @@ rows: install
 detector: install
 	$(BIN)/python tools/train_detector.py
 
+# Two workers, one a core (pytest-xdist), in a random order (pytest-randomly prints its seed: -p randomly --randomly-seed=N
+# replays it); the 25 slowest tests are listed at the end.
 test: install lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --durations=25
