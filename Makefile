@@ -49,7 +49,7 @@ rows: install
 detector: install
 	$(BIN)/python tools/train_detector.py
 
-# Two workers, one a core (pytest-xdist), in a random order (pytest-randomly prints its seed: -p randomly --randomly-seed=N
+# Two workers, one a core (pytest-xdist; tests sharing an expensive fixture on one), in a random order (pytest-randomly prints its seed: -p randomly --randomly-seed=N
 # replays it); the 25 slowest tests are listed at the end.
 test: install lint browser
-	$(BIN)/python -m pytest -q -n 2 --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25

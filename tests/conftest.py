@@ -32,6 +32,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker a core (make test: -n 2)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# Under xdist (make test: -n 2 --dist loadgroup) each worker builds its own session and module fixtures: the tests that share
+# an expensive one run on one worker, which builds it once.
+SHARED_FIXTURES = ("fast_mnist_run", "uninterrupted")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = next((name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())), None)
+        if shared:
+            group = shared if shared == "fast_mnist_run" else f"{item.module.__name__}.{shared}"
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the user's cache untouched; one decoded-MNIST cache for the whole session."""

