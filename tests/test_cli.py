@@ -117,27 +117,20 @@ def test_unknown_model_and_missing_checkpoint_are_bad_input(tmp_path: Path):
     _assert_one_line_error(run_cli("evaluate", str(tmp_path / "missing.safetensors")), "no such checkpoint")
 
 
-def test_seed001_cnn5_learns_real_mnist_in_one_epoch(tmp_path: Path, mnist_dir: Path):
+def test_seed001_cnn5_learns_real_mnist_digits_in_one_epoch(tmp_path: Path, mnist_dir: Path):
+    from digitrec import data
+
+    train, test = (data.load_mnist(part, mnist_dir, download=False) for part in ("train", "test"))
+    digits = tmp_path / "mnist.npz"  # a quarter of MNIST's training digits (all of them: 42 s of the suite, 97.5 %)
+    np.savez(digits, x_train=train.images[:15_000], y_train=train.labels[:15_000], x_test=test.images, y_test=test.labels)
     run = tmp_path / "cnn5"
-    trained = run_cli("train", "--model", "seed001-cnn5", "--epochs", "1", "--data-dir", str(mnist_dir), "--out", str(run),
-                      "--quiet")
+    trained = run_cli("train", "--model", "seed001-cnn5", "--epochs", "1", "--data", f"npz:{digits}", "--out", str(run), "--quiet")
     assert trained.returncode == 0, trained.stderr
-    evaluated = run_cli("evaluate", str(run), "--data-dir", str(mnist_dir), "--json")
+    evaluated = run_cli("evaluate", str(run), "--data", f"npz:{digits}", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["count"] == 10_000
-    assert metrics["accuracy"] >= 0.965  # its report: 99.24 % after 30 epochs; one epoch gets ~97.5 %
-
-
-def test_a_dry_run_says_how_long_training_would_take_and_trains_nothing(tmp_path: Path, synthetic_npz: Path, capsys: pytest.CaptureFixture,
-                                                                         monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    code, out, err = _main(capsys, "train", "--model", "seed001-cnn1", "--data", f"npz:{synthetic_npz}", "--epochs", "3", "--dry-run")
-    assert code == 0, err
-    assert out.startswith("seed001-cnn1, 3 epochs on npz:") and "of training on this machine" in out and "nothing trained" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npz"]  # no runs/ folder
-    code, _, err = _main(capsys, "train", "--resume", str(tmp_path), "--dry-run")
-    assert code == 2 and err.startswith("digitrec: error: --dry-run: ")
+    assert metrics["accuracy"] >= 0.90  # 92.9-93.9 % over 10 seeds (its report: 99.24 % after 30 epochs on all 60,000)
 
 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "zero"], ["evaluate"], ["fly"]])
