@@ -139,9 +139,10 @@ def test_malformed_command_lines_exit_2(argv: list[str]):
 
 
 def test_compare_puts_several_runs_in_one_report(tmp_path: Path, synthetic_npz: Path):
-    for name, model in (("a", "seed001-cnn1"), ("b", "seed001-mlp5")):
-        trained = run_cli("train", "--model", model, "--data", f"npz:{synthetic_npz}", "--epochs", "2", "--out", str(tmp_path / name))
-        assert trained.returncode == 0, trained.stderr
+    import digitrec
+
+    for name, model in (("a", "seed001-cnn1"), ("b", "seed001-mlp5")):  # trained here: the command under test is compare
+        digitrec.train(model, data_spec=f"npz:{synthetic_npz}", epochs=2, out=tmp_path / name, progress=False, log=lambda line: None)
     result = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp"))
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "cmp" / "compare.md").read_text()
