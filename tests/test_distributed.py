@@ -44,12 +44,12 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
     return process.returncode, out + err
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_npz_file(tmp_path_factory.mktemp("group") / "digits.npz", 2000, seed=4)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two processes, start to end, checking after every step that both hold the same weights."""
     folder = tmp_path_factory.mktemp("whole")

@@ -32,7 +32,7 @@ RECIPE = ["--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--moment
 STEPS = 34  # a training epoch: 1,080 of the 1,200 digits (a tenth held out), 32 a batch
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough synthetic digits for an epoch of about two seconds on one thread."""
     return synthetic_npz_file(tmp_path_factory.mktemp("faults") / "digits.npz", 1200, seed=3)
@@ -52,7 +52,7 @@ def resume(run_dir: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "run"
     process = start(digits, out)
