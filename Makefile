@@ -37,7 +37,7 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: could not install chromium and chromium-driver; the browser test will be skipped"
 
-# The model that ships in the package: the default recipe, seed 0 (~10 min on two cores), evaluated and exported.
+# The model that ships in the package: the default recipe, seed 0 (10-20 min on two cores), evaluated and exported.
 model: install
 	$(BIN)/python tools/bundle_model.py
 

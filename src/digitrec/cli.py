@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = commands.add_parser("train", help="train a model into a run directory")
     t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`), or a preset")
     t.add_argument("--recipe", choices=list(PRESETS),
-                   help="digitrec's presets: fast (7-9 s), balanced (~1 min), default (best single model, ~10 min), "
+                   help="digitrec's presets: fast (7-9 s), balanced (~1 min), default (best single model, 10-20 min on two cores), "
                         "elastic (default on elastically warped digits); default: default")
     t.add_argument("--data", help=data_help)
     t.add_argument("--data-dir", help=data_dir_help)
