@@ -49,7 +49,8 @@ rows: install
 detector: install
 	$(BIN)/python tools/train_detector.py
 
-# Two workers, one a core (pytest-xdist; tests sharing an expensive fixture on one), in a random order (pytest-randomly prints its seed: -p randomly --randomly-seed=N
-# replays it); the 25 slowest tests are listed at the end.
+# Two workers, one a core (pytest-xdist; tests sharing an expensive fixture on one), in a random order whose seed is printed
+# first (pytest-randomly: `-p randomly --randomly-seed=N` replays it); the 25 slowest tests are listed at the end.
 test: install lint browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
+	@seed=$$(od -An -N2 -tu2 /dev/urandom | tr -d ' '); set -x; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25 -p randomly --randomly-seed=$$seed

@@ -19,19 +19,19 @@ for run in $(seq 1 "$runs"); do
   mkdir -p "$place" && ln -s "$shared" "$place/shared"
   git clone -q "$repo" "$place/digitrec"
   log=$place/pytest.log
+  seed=$((RANDOM * 32768 + RANDOM))
   (
     cd "$place/digitrec" || exit 2
     export PYTHONPATH=$PWD/src
     where=$("$python" -c 'import digitrec; print(digitrec.__file__)')
     [[ $where == $PWD/* ]] || { echo "flaky.sh: the clone's code is not the one imported ($where)"; exit 2; }
-    exec "$python" -m pytest -q -n 2 --dist loadgroup -p randomly -p no:cacheprovider  # as make test runs it
+    exec "$python" -m pytest -q -n 2 --dist loadgroup -p randomly --randomly-seed="$seed" -p no:cacheprovider
   ) > "$log" 2>&1
   code=$?
-  seed=$(grep -o 'randomly-seed=[0-9]*' "$log" | head -1)
   summary=$(tail -1 "$log")
-  printf 'run %2d: exit %d, %s (%s)\n' "$run" "$code" "$summary" "$seed"
-  grep -E '^(FAILED|ERROR) ' "$log" | sed "s/^/  run $run ($seed): /" | tee -a "$failures"
-  [[ $code -eq 0 ]] || grep -qE '^(FAILED|ERROR) ' "$log" || echo "  run $run ($seed): exit $code, see $log" | tee -a "$failures"
+  printf 'run %2d: exit %d, %s (--randomly-seed=%d)\n' "$run" "$code" "$summary" "$seed"
+  grep -E '^(FAILED|ERROR) ' "$log" | sed "s/^/  run $run (--randomly-seed=$seed): /" | tee -a "$failures"
+  [[ $code -eq 0 ]] || grep -qE '^(FAILED|ERROR) ' "$log" || echo "  run $run (--randomly-seed=$seed): exit $code, see $log" | tee -a "$failures"
 done
 if [[ -s $failures ]]; then
   echo "tests that failed in some run:"; sed -E 's/^ +run [0-9]+ \([^)]*\): //' "$failures" | sort | uniq -c
