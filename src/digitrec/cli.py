@@ -20,6 +20,7 @@ from digitrec.errors import DigitrecError, TrainingInterrupted
 
 if TYPE_CHECKING:
     from digitrec.distributed import Group as Distributed
+    from digitrec.plans import Plan
     from digitrec.predict import Reading
     from digitrec.training import RunResult
 
@@ -87,7 +88,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_in(args: argparse.Namespace, overrides: dict[str, object], group: Distributed) -> RunResult:
-    from digitrec import plans, training
+    from digitrec import training
 
     if args.resume:
         others = {"--model": args.model, "--recipe": args.recipe, "--data": args.data, "--data-dir": args.data_dir, "--out": args.out,
@@ -98,20 +99,25 @@ def _train_in(args: argparse.Namespace, overrides: dict[str, object], group: Dis
         if given:
             raise DigitrecError(RESUME_KEEPS, given[0])
         return training.resume(args.resume, epochs=args.epochs, device=args.device, group=group, progress=not args.quiet)
-    with _as_flags():
-        plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
-    return training.train(plan, data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
+    return training.train(_plan(args, overrides), data_dir=args.data_dir, out=args.out, seed=args.seed or 0, device=args.device,
                           keep_epochs=args.keep_epochs, watch=args.watch, tensorboard=args.tensorboard, group=group,
                           progress=not args.quiet)
 
 
+def _plan(args: argparse.Namespace, overrides: dict[str, object]) -> Plan:
+    """What a new run trains, from the command line."""
+    from digitrec import plans
+
+    with _as_flags():
+        return plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+
+
 def _estimate_training(args: argparse.Namespace, overrides: dict[str, object]) -> None:
-    from digitrec import experiments, plans, training
+    from digitrec import experiments, training
 
     if args.resume:
         raise DigitrecError("times a new run; a run being resumed times itself as it goes", "--dry-run")
-    with _as_flags():
-        plan = plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+    plan = _plan(args, overrides)
     per_epoch = training.seconds_per_epoch(plan, plan.data, args.data_dir, device=args.device)
     print(f"{plan.model}, {plan.recipe.epochs} epochs on {plan.data}: ~{experiments.duration(per_epoch * plan.recipe.epochs)} "
           f"of training on this machine (~{experiments.duration(per_epoch)} an epoch, from a few timed steps; nothing trained)")
