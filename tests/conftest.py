@@ -37,12 +37,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker a core (make test: -n 2)
 SHARED_FIXTURES = ("fast_mnist_run", "uninterrupted")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids that it schedules by
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         shared = next((name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())), None)
         if shared:
             group = shared if shared == "fast_mnist_run" else f"{item.module.__name__}.{shared}"
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if getattr(session.config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:  # xdist would spread them over both workers, each building the fixture they share again
+            # an error raised here reaches the terminal only as xdist's INTERNALERROR: the reason goes to stderr itself
+            print(f"conftest.py: pytest-xdist ignored the test groups ({lost[0]} has none): see pyproject.toml's pin of pytest",
+                  file=sys.__stderr__)
+            pytest.exit("pytest-xdist ignored the test groups", returncode=3)
 
 
 @pytest.fixture(autouse=True)
