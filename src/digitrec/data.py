@@ -456,15 +456,15 @@ def kaggle_from_mnist(data_dir: str | Path | None = None) -> Path:
     folder = cache_dir() / "kaggle-mnist"
     if (folder / "train.csv").is_file() and (folder / "test.csv").is_file():
         return folder
-    cells = np.array([str(value) for value in range(256)])
+    cells = [str(value) for value in range(256)]  # a list, not an array: joining NumPy strings took 14 s instead of 2.5
     for name, part, count in (("train.csv", "train", KAGGLE_TRAIN), ("test.csv", "test", None)):
         digits = load_mnist(part, data_dir)
-        pixels = digits.images[:count].reshape(-1, 784)
+        table = digits.images[:count].reshape(-1, 784)
         header = ",".join((["label"] if count else []) + PIXEL_COLUMNS)
-        table = cells[pixels]
         if count:
-            table = np.concatenate([cells[digits.labels[:count]][:, None], table], axis=1)
-        atomic_write(folder / name, (header + "\n" + "\n".join(",".join(row) for row in table) + "\n").encode())
+            table = np.concatenate([digits.labels[:count, None].astype(np.uint8), table], axis=1)
+        rows = (",".join(map(cells.__getitem__, row)) for row in table.tolist())
+        atomic_write(folder / name, (header + "\n" + "\n".join(rows) + "\n").encode())
     return folder
 
 
