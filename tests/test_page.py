@@ -85,7 +85,7 @@ def _draw(browser: webdriver.Chrome, strokes: list[list[tuple[int, int]]], kind:
     box = canvas.rect
     centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     scale = box["height"] / 280  # strokes are given for a 280-px-high canvas
-    actions = ActionBuilder(browser, mouse=PointerInput(kind, kind))
+    actions = ActionBuilder(browser, mouse=PointerInput(kind, kind), duration=20)  # ms a move: the default, 250, made a digit take 4-8 s
     for stroke in strokes:
         points = [(round(centre[0] + x * scale), round(centre[1] + y * scale)) for x, y in stroke]
         actions.pointer_action.move_to_location(*points[0]).pointer_down()
