@@ -6,7 +6,9 @@ Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 130 inter
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -525,6 +527,9 @@ def _resume_command(run_dir: str, processes: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python's collections at exit walk every object PyTorch made: about 1 s of each command's time on two cores
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
