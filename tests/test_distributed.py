@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST, Terminal, same_weights, synthetic_npz_file
+from conftest import Terminal, same_weights, synthetic_npz_file, weights
 
-from digitrec import checkpoint, data
-from digitrec.inference import predict_logits
+from digitrec import checkpoint
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 SMALL = ["--model", "seed003-small", "--epochs", "2", "--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05",
@@ -68,18 +67,21 @@ def test_two_processes_write_one_run_with_the_same_weights_in_both(uninterrupted
     assert state["finished"] and len(state["rank_rngs"]) == 1  # the second process's random state is kept too
 
 
-def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(fast_mnist_run: Path, tmp_path: Path):
-    code, output = finish(torchrun("train", "--recipe", "fast", "--data-dir", str(SHARED_MNIST), "--out", "run", "--quiet",
-                                   cwd=tmp_path), timeout=600)
+def test_two_processes_train_the_weights_one_process_trains_with_the_same_global_batch(digits: Path, tmp_path: Path):
+    # A CNN without BatchNorm or dropout, whose batches of 33 split unevenly (17 and 16): each share's loss must be
+    # weighted by its size. The two runs differ by summation order alone, 1.2e-5 at most (1 epoch, 55 steps); weighting
+    # the shares equally leaves 8e-3. BatchNorm's per-process statistics are what the recipes' accuracy under torchrun
+    # is measured for, on MNIST (benchmarks/scaling.py).
+    recipe = ["train", "--model", "seed001-cnn4", "--epochs", "1", "--batch-size", "33", "--optimizer", "sgd", "--momentum", "0.9",
+              "--lr", "0.05", "--validation", "0.1", "--data", f"npz:{digits}", "--quiet"]
+    alone = subprocess.run([sys.executable, "-m", "digitrec", *recipe, "--out", "alone"], cwd=tmp_path, env=environment(),
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr
+    code, output = finish(torchrun(*recipe, "--out", "together", cwd=tmp_path))
     assert code == 0, output
-    test = data.load("mnist", "test", SHARED_MNIST)
-
-    def accuracy(run_dir: Path) -> float:
-        model = checkpoint.load(run_dir).model
-        return float((predict_logits(model, test.images).argmax(1) == torch.from_numpy(test.labels.astype(np.int64))).float().mean())
-
-    alone, together = accuracy(fast_mnist_run), accuracy(tmp_path / "run")
-    assert abs(alone - together) <= 0.002, (alone, together)
+    one, two = weights(tmp_path / "alone"), weights(tmp_path / "together")
+    assert one.keys() == two.keys()
+    assert all(np.allclose(one[name], two[name], rtol=0, atol=1e-4) for name in one)
 
 
 def _worker(parent: int, rank: int) -> int:
