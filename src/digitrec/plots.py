@@ -183,15 +183,24 @@ def feature_maps(maps: np.ndarray, path: str | Path, title: str = "") -> Path:
 
 
 def attributions(digits: np.ndarray, maps: np.ndarray, captions: Sequence[str], path: str | Path) -> Path:
-    """One row per digit: what the model saw, each pixel's attribution (red: for the chosen class, blue: against), both overlaid."""
-    fig, axes = plt.subplots(len(digits), 3, figsize=(7.5, 2.6 * len(digits)), squeeze=False)
+    """One row per digit: what the model saw, each pixel's attribution (red: for the chosen class, blue: against), both overlaid.
+
+    The rows are tiled into one image on one axes, as in :func:`digit_grid`: three subplots a digit took 0.8 s for eight.
+    """
+    heat = matplotlib.colormaps["bwr"]
+    cell, gap, caption_room = 28, 10, 9  # pixels of a digit: the gaps and margins leave room for a caption wider than its digit
+    mosaic = np.ones((len(digits) * (cell + caption_room), 3 * cell + 4 * gap, 3))
+    fig, ax = plt.subplots(figsize=(7.5, 7.5 * mosaic.shape[0] / mosaic.shape[1]))
     for row, (digit, attribution, caption) in enumerate(zip(digits, maps, captions, strict=True)):
         bound = float(np.abs(attribution).max()) or 1.0
-        axes[row, 0].imshow(digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        axes[row, 1].imshow(attribution, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
-        axes[row, 2].imshow(digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        axes[row, 2].imshow(attribution, cmap="bwr", vmin=-bound, vmax=bound, alpha=0.6, interpolation="nearest")
-        for ax, name in zip(axes[row], (caption, "attribution", "both"), strict=True):
-            ax.set_title(name, fontsize=9)
-            ax.axis("off")
-    return _save(fig, path)
+        seen = np.repeat(digit[..., None] / 255.0, 3, axis=2)
+        coloured = heat((attribution + bound) / (2 * bound))[..., :3]
+        top = row * (cell + caption_room) + caption_room
+        for column, (image, name) in enumerate(((seen, caption), (coloured, "attribution"), (0.4 * seen + 0.6 * coloured, "both"))):
+            left = gap + column * (cell + gap)
+            mosaic[top : top + cell, left : left + cell] = image
+            ax.text(left + cell / 2, top - 1, name, ha="center", va="bottom", fontsize=9)
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.axis("off")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99)
+    return _save(fig, path, tight=False)
