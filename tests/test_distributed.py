@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Terminal, same_weights, synthetic_npz_file, weights
+from conftest import Terminal, run_cli, same_weights, synthetic_npz_file, weights
 
 from digitrec import checkpoint
 
@@ -74,8 +74,7 @@ def test_two_processes_train_the_weights_one_process_trains_with_the_same_global
     # is measured for, on MNIST (benchmarks/scaling.py).
     recipe = ["train", "--model", "seed001-cnn4", "--epochs", "1", "--batch-size", "33", "--optimizer", "sgd", "--momentum", "0.9",
               "--lr", "0.05", "--validation", "0.1", "--data", f"npz:{digits}", "--quiet"]
-    alone = subprocess.run([sys.executable, "-m", "digitrec", *recipe, "--out", "alone"], cwd=tmp_path, env=environment(),
-                           capture_output=True, text=True, timeout=300)
+    alone = run_cli(*recipe, "--out", "alone", cwd=tmp_path, env=environment())
     assert alone.returncode == 0, alone.stderr
     code, output = finish(torchrun(*recipe, "--out", "together", cwd=tmp_path))
     assert code == 0, output
