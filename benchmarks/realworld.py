@@ -36,7 +36,10 @@ Sections (``--only``), each printed as a Markdown table:
   length), read with ``reader.read(paths, multi=True)``: exact matches.
 * ``timing``: milliseconds per image on realworld-dev, one image per call from the file to the digit
   (digitrec: ``reader.read(path)``; plain: decode, recipe, ``reader.probabilities``), best of 3
-  passes per image; median, p90, max and mean over the images.
+  passes per image; median, p90, max and mean over the images. With ``--against SRC`` (another checkout's
+  ``src``: the code before a change), the current code and that code each read in a process of its own,
+  one image at a time, taking turns image by image, on realworld-dev and (``--multi``) numbers-dev; the
+  table gives both and their ratio.
 
 The synthetic sets are built by ``benchmarks/devsets.py`` into ``--sets`` when missing. ``--limit N``
 reads at most N images of each set (spread over the set), for quick runs. ``--save DIR`` writes what
@@ -55,6 +58,7 @@ import argparse
 import csv
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -431,7 +435,75 @@ def _best_times(paths: Sequence[Path], read: Callable[[Path], object]) -> np.nda
     return best
 
 
+# Each code tree reads in a process of its own, one image per request, timing the read itself (one thread, as above).
+_TIMED_READER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import cv2, digitrec
+from threadpoolctl import threadpool_limits
+cv2.setNumThreads(1)
+reader = digitrec.load(threads=1)
+with threadpool_limits(limits=1):
+    print(digitrec.__file__, flush=True)
+    for line in sys.stdin:
+        multi, path = line.rstrip("\\n").split("\\t")
+        started = time.perf_counter()
+        reader.read(path, multi=multi == "1")
+        print((time.perf_counter() - started) * 1000, flush=True)
+"""
+
+
+class TimedReader:
+    """``reader.read`` of the code under ``src``, in a process of its own: :meth:`ms` reads one image and says how long it took."""
+
+    def __init__(self, src: Path):
+        self.process = subprocess.Popen([sys.executable, "-c", _TIMED_READER, str(src)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.package = self.process.stdout.readline().strip()
+
+    def ms(self, path: Path, multi: bool) -> float:
+        self.process.stdin.write(f"{int(multi)}\t{path}\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def compared_timing(bench: Bench, against: Path) -> None:
+    """The current code and the code under ``against``, taking turns image by image (who goes first alternates)."""
+    readers = {"now": TimedReader(Path(digitrec.__file__).parents[1]), "before": TimedReader(against)}
+    print(f"now: {readers['now'].package}; before: {readers['before'].package}")
+    try:
+        rows = []
+        for name, multi in (("realworld-dev", False), ("numbers-dev", True)):
+            paths = [s.source for s in bench.samples(name) if isinstance(s.source, Path)]
+            best = {label: np.full(len(paths), np.inf) for label in readers}
+            for reader in readers.values():
+                reader.ms(paths[0], multi)  # warm-up: first calls load code and fill caches
+            for turn in range(bench.args.passes):
+                for i, path in enumerate(paths):
+                    order = list(readers) if (i + turn) % 2 == 0 else list(readers)[::-1]
+                    for label in order:
+                        best[label][i] = min(best[label][i], readers[label].ms(path, multi))
+            for label, ms in best.items():
+                rows.append([f"{name}{' --multi' if multi else ''}", label, len(ms), f"{np.median(ms):.2f}",
+                             f"{np.percentile(ms, 90):.2f}", f"{ms.max():.1f}", f"{ms.mean():.2f}"])
+            rows.append([f"{name}{' --multi' if multi else ''}", "ratio now / before", "",
+                         f"{np.median(best['now']) / np.median(best['before']):.3f}", "", "",
+                         f"{best['now'].mean() / best['before'].mean():.3f}"])
+    finally:
+        for reader in readers.values():
+            reader.close()
+    table(f"Time per image, one image per call, the two codes taking turns, best of {bench.args.passes} passes (ms)",
+          ["set", "code", "n", "median", "p90", "max", "mean"], rows, align="ll")
+
+
 def timing_section(bench: Bench) -> None:
+    if bench.args.against:
+        compared_timing(bench, bench.args.against)
+        return
     reader = bench.reader
     paths = [s.source for s in bench.samples("realworld-dev") if isinstance(s.source, Path)]
     pipelines = {"digitrec: reader.read(path)": reader.read,
@@ -479,6 +551,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED / "realworld-dev", help="realworld-dev: <digit>_*.png|jpg and SOURCES.tsv")
     parser.add_argument("--notdigit", type=Path, default=SHARED / "notdigit-dev", help="notdigit-dev: <kind>_*.png|jpg and SOURCES.tsv")
     parser.add_argument("--numbers", type=Path, default=SHARED / "numbers-dev", help="numbers-dev: <number>_*.png|jpg")
+    parser.add_argument("--against", type=Path, metavar="SRC",
+                        help="timing: also time the code under SRC (another checkout's src folder), taking turns with this one")
+    parser.add_argument("--passes", type=int, default=PASSES, help=f"timing with --against: best of N passes (default {PASSES})")
     parser.add_argument("--mnist", type=Path, default=devsets.DEFAULT_MNIST, help="folder of MNIST's IDX files")
     args = parser.parse_args()
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw, features
 
 from digitrec.errors import DigitrecError
-from digitrec.images import open_image, segment_digits, to_mnist
+from digitrec.images import Page, open_image, to_mnist
 
 REALWORLD = Path(__file__).parents[1] / ".." / "shared" / "data" / "realworld-dev"
 
@@ -218,7 +218,7 @@ def test_blank_page_gives_all_zeros(page: str) -> None:
     else:
         image = Image.new("RGB", (320, 240), page)
     assert not to_mnist(image).any()
-    assert segment_digits(image) == []
+    assert Page.of(image).options == [] and Page.of(image).blank
 
 
 def test_specks_far_from_the_digit_do_not_move_the_crop(seven: np.ndarray) -> None:
@@ -270,8 +270,13 @@ def _number(*digits: list[Stroke], gap: float = 0.25) -> Image.Image:
     return page
 
 
-def test_segment_digits_left_to_right() -> None:
-    crops = segment_digits(_number(SEVEN, ZERO, ONE, FIVE))
+def first_options(image: Image.Image) -> list[np.ndarray]:
+    """Each group of ink in the image, left to right, read as one digit."""
+    return [group[0][0] for group in Page.of(image).options]
+
+
+def test_a_numbers_digits_come_left_to_right() -> None:
+    crops = first_options(_number(SEVEN, ZERO, ONE, FIVE))
     assert len(crops) == 4
     for crop, strokes in zip(crops, (SEVEN, ZERO, ONE, FIVE), strict=True):
         assert crop.shape == (28, 28) and crop.dtype == np.uint8
@@ -279,16 +284,17 @@ def test_segment_digits_left_to_right() -> None:
 
 
 def test_a_digit_in_two_pieces_stays_one_digit() -> None:
-    crops = segment_digits(drawing(FIVE))
+    crops = first_options(drawing(FIVE))
     assert len(crops) == 1
     assert close(crops[0], to_mnist(drawing(FIVE)), 1.0)
 
 
-def test_touching_digits_are_cut_apart() -> None:
+def test_touching_digits_are_one_group_offered_as_two() -> None:
     wide_zero = [[(0.5 + 0.25 * math.sin(a / 12 * math.pi), 0.5 - 0.3 * math.cos(a / 12 * math.pi)) for a in range(25)]]
     touching = _number(wide_zero, wide_zero, gap=-0.5)  # the second 0's left side crosses the first's right side
-    assert len(segment_digits(touching)) == 2
-    assert len(segment_digits(drawing(wide_zero))) == 1
+    page = Page.of(touching)
+    assert page.count == 1 and [len(option) for option in page.options[0]][:2] == [1, 2]
+    assert Page.of(drawing(wide_zero)).count == 1
 
 
 def test_every_realworld_image_converts_to_a_digit() -> None:
@@ -328,13 +334,13 @@ def _scan(strokes: list[Stroke], side: int, square: bool = True) -> Image.Image:
 @pytest.mark.parametrize("side", [8, 12, 16])
 def test_a_small_scan_filling_its_frame_reads_like_a_large_drawing(seven: np.ndarray, side: int) -> None:
     assert close(to_mnist(_scan(SEVEN, side)), seven, 25.0)
-    assert len(segment_digits(_scan(SEVEN, side), split_touching=False)) == 1
+    assert Page.of(_scan(SEVEN, side)).count == 1
 
 
 def test_a_blurred_upscaled_scan_keeps_its_faint_strokes_whole() -> None:
     scan = _scan(ZERO, 8).resize((32, 32), Image.Resampling.BICUBIC)  # scikit-learn's digits at 32x32 look like this
     digit = to_mnist(scan)
-    assert len(segment_digits(scan, split_touching=False)) == 1
+    assert Page.of(scan).count == 1
     # the ring is closed: its inside is a hole, not joined to the background
     paper_regions, _ = cv2.connectedComponents((digit <= 64).astype(np.uint8), connectivity=4)
     assert paper_regions - 1 == 2  # label 0 counts the ink

@@ -462,12 +462,12 @@ def test_small_scans_are_read_in_three_views_and_read_better():
     sure, unsure = int(np.argmax(one >= predict.VIEWS_BELOW)), int(np.argmax(one < predict.VIEWS_BELOW))
     assert np.array_equal(reader.predict_proba(pages[sure]), reader.probabilities(one_view[sure][None]))
     assert not np.allclose(reader.predict_proba(pages[unsure]), reader.probabilities(one_view[unsure][None]))
-    assert not images.find_ink(np.full((100, 100), 255, np.uint8)).scan and images.find_ink(pages[0]).scan
+    assert not images.Page.of(np.full((100, 100), 255, np.uint8)).scan and images.Page.of(pages[0]).scan
 
 
 def test_touching_digits_are_cut_where_the_model_reads_them_best(mnist_dir: Path):
     """100 pairs of MNIST's test digits overlapping by 6 px: 41 of them touch, too narrow together for a rule of thumb."""
-    from digitrec.images import count_digits
+    from digitrec.images import Page
 
     test = data.load_mnist("test", mnist_dir, download=False)
     pages, truths = [], []
@@ -478,7 +478,7 @@ def test_touching_digits_are_cut_where_the_model_reads_them_best(mnist_dir: Path
         pages.append(np.kron(255 - pair, np.ones((4, 4), np.uint8)))  # dark ink on paper, 112 px high
         truths.append(f"{test.labels[first]}{test.labels[second]}")
     right = [r.number == truth for r, truth in zip(digitrec.load().read(pages, multi=True), truths, strict=True)]
-    touching = [i for i, page in enumerate(pages) if count_digits(page) == 1]
+    touching = [i for i, page in enumerate(pages) if Page.of(page).count == 1]
     assert len(touching) >= 30
     assert sum(right) >= 80 and sum(right[i] for i in touching) >= len(touching) / 2  # a rule of thumb: 62 and 4 of 41
 
@@ -612,7 +612,7 @@ def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):
 def test_straight_lines_that_frame_no_digit_are_ink():
     """A 0 drawn as a rectangle, a 4 of straight lines and a 0 with a dot in it are read as drawn; an empty grid drawn on
     the page is not taken for a box around nothing."""
-    from digitrec.images import find_ink
+    from digitrec.images import Page
 
     zero = np.full((140, 140), 255, np.uint8)
     zero[20:120, 40:44] = zero[20:120, 96:100] = zero[20:24, 40:100] = zero[116:120, 40:100] = 0
@@ -626,5 +626,5 @@ def test_straight_lines_that_frame_no_digit_are_ink():
     cv2.ellipse(dotted, (70, 70), (35, 55), 0, 0, 360, 0, 3)
     dotted[65:75, 65:75] = 0
     for page in (zero, four, grid, dotted):
-        ink = find_ink(page)
+        ink = Page.of(page).ink
         assert ink.keep[ink.components.labels].sum() == (page == 0).sum()  # every stroke kept

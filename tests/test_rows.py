@@ -61,16 +61,16 @@ def test_a_row_is_fitted_to_the_readers_height_whatever_its_size():
     assert not images.fit_row(np.zeros((10, 10), np.float32)).any()
 
 
-def test_row_map_keeps_a_numbers_digits_and_drops_the_rule_under_them():
+def test_the_row_keeps_a_numbers_digits_and_drops_the_rule_under_them():
     page = np.full((120, 400), 255, np.uint8)
     for left in (40, 140, 240):  # three bars, 60 px high
         page[30:90, left : left + 12] = 0
     page[95:98, 10:390] = 0  # a ruled line, longer than half the row
-    row = images.row_map(page)
+    row = images.Page.of(page).row
     assert row is not None and row.shape[0] == images.ROW_HEIGHT
     inked = np.flatnonzero(row.max(axis=1) > 0.5)
     assert inked[-1] - inked[0] + 1 == images.BOX  # the bars alone fill the height: the rule is gone
-    assert images.row_map(np.full((120, 400), 255, np.uint8)) is None
+    assert images.Page.of(np.full((120, 400), 255, np.uint8)).row is None
 
 
 def test_the_bundled_row_reader_loads_and_reads_a_row():
@@ -80,7 +80,7 @@ def test_the_bundled_row_reader_loads_and_reads_a_row():
     assert reader.meta["kind"] == rows.KIND and 0.2 < reader.temperature < 5
     page = np.full((100, 100), 255, np.uint8)
     page[20:80, 45:55] = 0  # a 1
-    assert [int(d) for d in reader.read(images.row_map(page)).argmax(axis=1)] == [1]
+    assert [int(d) for d in reader.read(images.Page.of(page).row).argmax(axis=1)] == [1]
 
 
 def test_the_bundled_row_reader_reads_ones_written_with_a_european_flag(mnist_dir: Path):
@@ -89,7 +89,7 @@ def test_the_bundled_row_reader_reads_ones_written_with_a_european_flag(mnist_di
     if reader is None:
         pytest.skip("this checkout has no bundled row reader")
     test = data.load_mnist("test", mnist_dir, download=False)
-    read = [reader.read(images.row_map(flagged_one(one, 0.33))) for one in test.images[test.labels == 1][-200:]]
+    read = [reader.read(images.Page.of(flagged_one(one, 0.33)).row) for one in test.images[test.labels == 1][-200:]]
     assert np.mean([len(r) == 1 and r[0].argmax() == 1 for r in read]) >= 0.9  # 0.985; before bf45ebd (MNIST alone): 0.415
 
 

@@ -12,7 +12,7 @@ digits make the held-out rows that fit the temperature of its digits' probabilit
 MNIST's test digits are never seen.
 
 Writes ``src/digitrec/assets/rows.onnx`` (input ``rows``: float32 ``(N, 1, 28, W)`` from
-:func:`digitrec.images.row_map`; output ``logits``: ``(N, 11, W / 2)``) with its provenance in its
+:attr:`digitrec.images.Page.row`; output ``logits``: ``(N, 11, W / 2)``) with its provenance in its
 digitrec metadata. `make rows` runs this.
 """
 

@@ -22,6 +22,10 @@ class DigitrecError(Exception):
         return f"{where}: {self.reason}" if where else self.reason
 
 
+class TooLarge(DigitrecError):
+    """An input refused for its size before it is read (an image's pixels): the API answers 413."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped at a step boundary (Ctrl-C, SIGTERM) after saving everything: ``--resume`` continues it exactly."""
 

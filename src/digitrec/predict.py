@@ -83,7 +83,7 @@ NO_DIGIT = -1  # what predict() gives for an input that holds no digit to read
 
 
 def _one(item: Any) -> Any:
-    """A single input as a 28x28 uint8 digit, or as the image it is (decoded later, once)."""
+    """A single input as a 28x28 uint8 digit, a :class:`digitrec.images.Page`, or the image it is (decoded later, once)."""
     if hasattr(item, "detach"):  # a torch tensor, without importing torch for everyone else
         item = item.detach().cpu().numpy()
     if isinstance(item, np.ndarray):
@@ -93,10 +93,10 @@ def _one(item: Any) -> Any:
         if len(digits) != 1:
             raise DigitrecError(f"an array of {len(digits)} digits inside a list: pass the array itself", "input")
         return digits[0]
-    if isinstance(item, str | Path | Image.Image | bytes | bytearray):
+    if isinstance(item, str | Path | Image.Image | bytes | bytearray | images.Page):
         return item
     raise DigitrecError(f"cannot read a {type(item).__name__} as a digit: give file paths, encoded image bytes, PIL images, "
-                        f"NumPy arrays or tensors", "input")
+                        f"NumPy arrays, tensors or pages", "input")
 
 
 def _items(inputs: Any) -> list[Any]:
@@ -116,20 +116,24 @@ def _items(inputs: Any) -> list[Any]:
     return [_one(inputs)]
 
 
-def _digit_or_ink(item: Any, trace: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray | images.Ink:
-    """A 28x28 MNIST-format digit as it is, or the ink found in any other image (decoded once)."""
-    if isinstance(item, np.ndarray) and item.shape == (28, 28) and item.dtype == np.uint8:
+def _page(item: Any) -> images.Page:
+    """A single input (:func:`_one`) as a page: a 28x28 uint8 digit in MNIST's format as it is, any other image decoded."""
+    if isinstance(item, images.Page):
         return item
-    return images.find_ink(item, trace)
-
-
-def _scanned(found: np.ndarray | images.Ink) -> bool:
-    """Whether :func:`_digit_or_ink` found the ink of a scan (read in several views); a digit in MNIST's format is not one."""
-    return isinstance(found, images.Ink) and found.scan
+    if isinstance(item, np.ndarray) and item.shape == (images.FIELD, images.FIELD) and item.dtype == np.uint8:
+        return images.Page.mnist(item)
+    return images.Page.of(item)
 
 
 def _name(item: Any, index: int) -> str:
+    if isinstance(item, images.Page) and item.source:
+        return item.source
     return str(item) if isinstance(item, str | Path) else f"<{type(item).__name__} {index}>"
+
+
+def _no_ink(source: str, multi: bool) -> Reading:
+    """The reading of a page that holds nothing to read."""
+    return Reading(source, None, 0.0, [], True, "no ink found: a blank image", number="" if multi else None)
 
 
 class Predictor:
@@ -176,11 +180,10 @@ class Predictor:
         return TorchEngine.open(source).model
 
     def _digits(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, and which of them are scans (:attr:`digitrec.images.Ink.scan`)."""
-        found = [_digit_or_ink(item) for item in _items(inputs)]
-        batch = [item if isinstance(item, np.ndarray) else images.to_mnist(item) for item in found]
-        scans = np.array([_scanned(item) for item in found], dtype=bool)
-        return (np.stack(batch) if batch else np.zeros((0, 28, 28), np.uint8)), scans
+        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, and which of them are scans (:attr:`digitrec.images.Page.scan`)."""
+        read = [(page.digit, page.scan) for page in map(_page, _items(inputs))]  # each page let go once read
+        batch = np.stack([digit for digit, _ in read]) if read else np.zeros((0, images.FIELD, images.FIELD), np.uint8)
+        return batch, np.array([scan for _, scan in read], dtype=bool)
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """The model's calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``, ink or not."""
@@ -218,9 +221,7 @@ class Predictor:
         probabilities = self.predict_proba(inputs)
         return np.where(probabilities.any(axis=1), probabilities.argmax(axis=1), NO_DIGIT)
 
-    def _reading(self, source: str, probabilities: np.ndarray, has_ink: bool, pieces: int = 1) -> Reading:
-        if not has_ink:
-            return Reading(source, None, 0.0, [], True, "no ink found: a blank image")
+    def _reading(self, source: str, probabilities: np.ndarray, pieces: int = 1) -> Reading:
         if not np.isfinite(probabilities).all():
             return Reading(source, None, 0.0, [], True, "the model's output is not a number: the model is broken (retrain it)")
         order = np.argsort(-probabilities)[:3]
@@ -261,33 +262,24 @@ class Predictor:
                 yield self._read_one(item, source, multi, index, *folders)
             except DigitrecError as e:  # an image given as bytes or as an object is named as the caller named it
                 named = e.source and not e.source.startswith("<")
-                yield e if named else DigitrecError(e.reason, "stdin" if source == "-" else source, e.place)
+                yield e if named else type(e)(e.reason, "stdin" if source == "-" else source, e.place)
 
     def _read_one(self, item: Any, source: str, multi: bool, index: int, folder: Path | None, explain: Path | None) -> Reading:
-        trace: list[tuple[str, np.ndarray]] | None = [] if explain is not None else None
-        found = _digit_or_ink(item, trace)
-        ready = isinstance(found, np.ndarray)  # already in MNIST's format: one digit as it is
-        if multi:
-            probabilities, pieces = (self.probabilities(found[None]), [found]) if ready else self._read_number(found)
-            reading = self._number(source, probabilities)
+        page = _page(item)
+        reading = self._read_number(page, source) if multi else self._read_digit(page, source)
+        if folder is not None or explain is not None:
+            _write_views(page, reading, _output_name(source, index), folder, explain)
+        return reading
+
+    def _read_digit(self, page: images.Page, source: str) -> Reading:
+        """One digit: the page's ink read whole, flagged where it is several digits or a second model doubts it."""
+        if page.blank:
+            reading = _no_ink(source, multi=False)
         else:
-            digit = found if ready else images.to_mnist(found)
+            probabilities = self._probabilities(page.digit[None], np.array([page.scan]))[0]
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
-            count = 1 if ready else images.count_digits(found)
-            probabilities = self._probabilities(digit[None], np.array([_scanned(found)]))[0]
-            reading = self._second_opinion(self._reading(source, probabilities, bool(digit.any()), count), digit)
-            pieces = [digit]
-        reading.seen = np.stack(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
-        if folder is None and trace is None:
-            return reading
-        name = _output_name(source, index)
-        if folder is not None:
-            for number, piece in enumerate(pieces):
-                _write_png(folder / (f"{name}-{number + 1}.png" if len(pieces) > 1 else f"{name}.png"), Image.fromarray(piece))
-        if trace is not None:
-            seen = [("the row, read whole" if piece.shape != (28, 28) else "model's 28x28" if len(pieces) == 1 else f"digit {i + 1}", piece)
-                    for i, piece in enumerate(pieces)]
-            _write_png(explain / f"{name}-steps.png", images.strip([*trace, *seen]))
+            reading = self._second_opinion(self._reading(source, probabilities, page.count), page.digit)
+        reading.seen = page.digit[None]
         return reading
 
     def _second_opinion(self, reading: Reading, digit: np.ndarray) -> Reading:
@@ -339,7 +331,14 @@ class Predictor:
             first += len(group)
         return [flat[i] for i in chosen], probabilities[chosen]
 
-    def _read_number(self, ink: images.Ink) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _read_number(self, page: images.Page, source: str) -> Reading:
+        """A written number, its digits read left to right (:meth:`_number_digits`)."""
+        probabilities, pieces = self._number_digits(page)
+        reading = self._number(source, probabilities)
+        reading.seen = np.stack(pieces) if pieces else np.zeros((0, images.FIELD, images.FIELD), np.uint8)
+        return reading
+
+    def _number_digits(self, page: images.Page) -> tuple[np.ndarray, list[np.ndarray]]:
         """A written number's digits as ``(K, 10)`` probabilities, and what was read (the digits, or the row).
 
         The digit model reads the ink cut where it reads the pieces most surely (:meth:`_best_cut`);
@@ -348,9 +347,9 @@ class Predictor:
         Where they count otherwise, the row reader weighs both readings, and its own wins only if it finds
         it ``ROW_READING_ODDS`` times as likely as the digit model's (BENCHMARKS.md, "Numbers").
         """
-        pieces, probabilities = self._best_cut(images.digit_options(ink))
+        pieces, probabilities = self._best_cut(page.options)
         row_reader = self.row_reader
-        row = images.row_map(ink) if row_reader is not None else None
+        row = page.row if row_reader is not None else None
         if row is not None:
             logits = row_reader.logits(row)
             read = rows.decode(logits, row_reader.temperature)
@@ -365,8 +364,8 @@ class Predictor:
 
     def _number(self, source: str, probabilities: np.ndarray) -> Reading:
         if not len(probabilities):
-            return Reading(source, None, 0.0, [], True, "no ink found: a blank image", number="")
-        digits = [self._reading(f"{source}#{i + 1}", p, True) for i, p in enumerate(probabilities)]
+            return _no_ink(source, multi=True)
+        digits = [self._reading(f"{source}#{i + 1}", p) for i, p in enumerate(probabilities)]
         confidence = float(np.prod([d.confidence for d in digits]))
         number = "".join("?" if d.digit is None else str(d.digit) for d in digits)
         unsure = [str(i + 1) for i, d in enumerate(digits) if d.uncertain]
@@ -413,6 +412,19 @@ def _output_name(source: str, index: int) -> str:
     else:
         name = Path(source).with_suffix("").as_posix()
     return f"{index:04d}-" + "_".join(part for part in name.replace("\\", "/").split("/") if part not in ("", ".", ".."))
+
+
+def _write_views(page: images.Page, reading: Reading, name: str, folder: Path | None, explain: Path | None) -> None:
+    """What the model saw (``folder``: ``NAME.png``, or ``NAME-K.png`` for each digit of a number) and each step
+    that led there (``explain``: ``NAME-steps.png``)."""
+    pieces = list(reading.seen)
+    if folder is not None:
+        for number, piece in enumerate(pieces):
+            _write_png(folder / (f"{name}-{number + 1}.png" if len(pieces) > 1 else f"{name}.png"), Image.fromarray(piece))
+    if explain is not None:
+        seen = [("the row, read whole" if piece.shape != (images.FIELD, images.FIELD) else "model's 28x28" if len(pieces) == 1
+                 else f"digit {i + 1}", piece) for i, piece in enumerate(pieces)]
+        _write_png(explain / f"{name}-steps.png", images.strip([*page.steps, *seen]))
 
 
 def _write_png(path: Path, image: Image.Image) -> None:

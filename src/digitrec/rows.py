@@ -6,7 +6,7 @@ or overlap, the cut is a guess: one digit may be split in two, or two read as on
 overlapping) reads the row without cutting it, so it counts such digits far better; the digit
 model reads each digit better. :meth:`digitrec.predict.Predictor.read` uses both (see there).
 
-The reader's input is :func:`digitrec.images.row_map`'s: the row 28 px high. Its output is one
+The reader's input is :attr:`digitrec.images.Page.row`: the row 28 px high. Its output is one
 column of 11 logits (ten digits, then CTC's blank) for every 2 px of the row.
 """
 
@@ -72,7 +72,7 @@ class RowReader:
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, row: np.ndarray) -> np.ndarray:
-        """``(11, T)`` logits for one row from :func:`digitrec.images.row_map`."""
+        """``(11, T)`` logits for one row (:attr:`digitrec.images.Page.row`)."""
         return self.session.run(None, {self.input_name: np.asarray(row, dtype=np.float32)[None, None]})[0][0]
 
     def read(self, row: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import signal
 import time
-import warnings
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from digitrec import images, predict
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, TooLarge
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 5_000_000  # bytes in one request
@@ -112,22 +111,16 @@ class Reader:
         self.model_name = _model_name(reader)
         self.max_pixels = max_pixels
 
-    def image(self, blob: bytes, name: str) -> bytes:
-        """Encoded image bytes, checked for size from the header alone before anything is decoded."""
+    def image(self, blob: bytes, name: str) -> images.Page:
+        """Encoded image bytes, decoded once; refused (413) from the header alone when they hold too many pixels."""
         if not blob:
             raise BadRequest(400, f"{name}: the image is empty")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(blob)) as opened:
-                    width, height = opened.size
-        except Image.DecompressionBombError:
-            raise BadRequest(413, f"{name}: the image has more pixels than the {self.max_pixels:,} accepted") from None
-        except Exception:  # Pillow's own errors for bytes it cannot identify
-            raise BadRequest(400, f"{name}: not a readable image (PNG, JPEG, GIF, BMP, WebP or TIFF)") from None
-        if width * height > self.max_pixels:
-            raise BadRequest(413, f"{name}: the image is {width}x{height} pixels, more than the {self.max_pixels:,} accepted")
-        return blob
+            return images.Page.of(blob, max_pixels=self.max_pixels, source=name)
+        except TooLarge as e:
+            raise BadRequest(413, f"{name}: {e.reason}") from None
+        except DigitrecError as e:
+            raise BadRequest(400, f"{name}: {e.reason}") from None
 
     @staticmethod
     def pixels(value: Any, name: str) -> np.ndarray:
@@ -146,7 +139,7 @@ class Reader:
             raise BadRequest(400, f"{name}: {e.reason}") from None
 
     def prepare(self, kind: str, value: Any, name: str) -> Any:
-        """What the predictor reads for one input of a request: checked image bytes, or a digit from JSON pixels."""
+        """What the predictor reads for one input of a request: a decoded image, or a digit from JSON pixels."""
         if kind == "image":
             return self.image(value, name)
         if not isinstance(value, dict) or "pixels" not in value:
