@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from digitrec import data
+from digitrec.choices import ENGINES
 
 ROWS = 28_000
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="run directory, checkpoint or .onnx file")
     parser.add_argument("--data-dir", default="../shared/data/mnist", help="where the MNIST files are")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--engine", default="auto", choices=ENGINES)
     args = parser.parse_args()
 
     test, train = data.load_mnist("test", args.data_dir), data.load_mnist("train", args.data_dir)

@@ -73,6 +73,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 import digitrec
+from digitrec.choices import UNCERTAIN_BELOW
 from digitrec.detector import Detector
 from digitrec.errors import DigitrecError
 from digitrec.predict import Predictor, Reading
@@ -545,7 +546,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="read at most N images of each set, spread over it")
     parser.add_argument("--rows", type=Path, help="row reader's .onnx file (default: the one bundled with digitrec)")
     parser.add_argument("--detector", type=Path, help="digit detector's .onnx file (default: the one bundled with digitrec)")
-    parser.add_argument("--threshold", type=float, default=0.9, help="confidence under which a reading is flagged uncertain")
+    parser.add_argument("--threshold", type=float, default=UNCERTAIN_BELOW, help="confidence under which a reading is flagged uncertain")
     parser.add_argument("--save", type=Path, help="write what each pipeline showed the model under DIR/<set>/<pipeline>/")
     parser.add_argument("--misses", action="store_true", help="list the files each section gets wrong")
     parser.add_argument("--data", type=Path, default=SHARED / "realworld-dev", help="realworld-dev: <digit>_*.png|jpg and SOURCES.tsv")

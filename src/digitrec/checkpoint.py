@@ -20,7 +20,7 @@ from torch import nn
 
 from digitrec import models, rundir
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_write
+from digitrec.files import atomic_write, refuse_pickle
 
 FORMAT = "digitrec-checkpoint"
 FORMAT_VERSION = 1
@@ -72,12 +72,7 @@ def _refuse_non_safetensors(blob: bytes, source: str) -> None:
     header_size = int.from_bytes(blob[:8], "little")
     if len(blob) >= 8 and header_size <= min(len(blob) - 8, MAX_HEADER_BYTES) and blob[8:9] == b"{":
         return  # checked before the pickle signatures: a header of 128 + 256k bytes also starts with 0x80
-    if blob[:1] == b"\x80" or blob[:2] == b"PK":
-        raise DigitrecError(
-            "this is a pickle or torch.save file; digitrec never unpickles (it can run arbitrary code) "
-            "and loads only .safetensors checkpoints",
-            source,
-        )
+    refuse_pickle(blob, source, ".safetensors checkpoints")
     if len(blob) < 8:
         raise DigitrecError(f"file is {len(blob)} bytes, too short to be a safetensors checkpoint", source)
     raise DigitrecError("not a safetensors file (no valid header); it is truncated or of another format", source)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from digitrec.choices import ENGINES, UNCERTAIN_BELOW
 from digitrec.errors import DigitrecError, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     from digitrec.predict import Reading
     from digitrec.training import RunResult
 
+THRESHOLD_HELP = f"flag readings less confident than this (default {UNCERTAIN_BELOW}; 0: flag none as not clearly a digit)"
+
 RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
 
-THRESHOLD_HELP = "flag readings less confident than this (default 0.9; 0: flag none as not clearly a digit)"
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -351,8 +353,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' choices are plain values
-    from digitrec.recipes import OPTIMIZERS, SCHEDULES, SPLITS
+    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' fields are plain values
+    from digitrec.recipes import options as recipe_options
 
     parser = argparse.ArgumentParser(prog="digitrec", description="Handwritten digit recognition.")
     parser.add_argument("--version", action="version", version=f"digitrec {_version()}")
@@ -383,37 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true", help="time a few steps and say how long training would take; train nothing")
     recipe = t.add_argument_group("recipe (defaults: the model's or preset's own recipe)")
-    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimizer")
-    recipe.add_argument("--lr", type=float, help="learning rate (the peak of the onecycle schedule), > 0")
-    recipe.add_argument("--momentum", type=float, help="momentum of SGD and RMSprop, in [0, 1)")
-    recipe.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (SGD)")
-    recipe.add_argument("--weight-decay", type=float, help="L2 penalty on weights, never on biases or norms (decoupled for adamw)")
-    recipe.add_argument("--batch-size", type=int, help="images per step: the global batch, shared out over the processes under torchrun")
-    recipe.add_argument("--epochs", type=int, help="passes over the training data")
-    recipe.add_argument("--schedule", choices=SCHEDULES,
-                        help="learning rate over time: constant; step (x0.1 every 10 epochs); plateau (halved after 3 epochs "
-                             "without validation gain, as Keras' ReduceLROnPlateau); onecycle (rise, then fall to 0); cosine")
-    recipe.add_argument("--label-smoothing", type=float, help="share of each target spread over the other classes, in [0, 1)")
-    recipe.add_argument("--validation", type=float, help="share of the training data held out (kaggle data: 0.1 unless given)")
-    recipe.add_argument("--split", choices=SPLITS, help="which share is held out: stratified (random per class, by the seed) or "
-                                                        "last (the end of the data, as Keras' validation_split)")
-    recipe.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after this many epochs without validation gain; 0 = off")
-    recipe.add_argument("--ema", type=float, metavar="DECAY", help="average the weights (e.g. 0.999), in [0, 1); 0 = off")
-    recipe.add_argument("--rotation", type=float, metavar="DEGREES", help="rotate each image by up to this many degrees either way")
-    recipe.add_argument("--zoom", type=float, metavar="FRACTION",
-                        help="scale each axis by a factor in [1 - zoom, 1 + zoom] (0.1 = up to 10 %%)")
-    recipe.add_argument("--shift", type=float, metavar="FRACTION",
-                        help="shift by up to this fraction of the image size either way (0.1 = up to 2.8 px)")
-    recipe.add_argument("--elastic", type=float, metavar="PIXELS", help="strength of elastic warps in pixels (the elastic preset: 36)")
-    recipe.add_argument("--outliers", type=float, metavar="WEIGHT",
-                        help="outlier exposure: add synthetic shapes to every batch, taught to be no digit, with this "
-                             "loss weight (the default preset: 0.5), so that predict flags what is not a digit; 0 = off")
-    recipe.add_argument("--flagged-ones", type=float, metavar="SHARE",
-                        help="draw this share of the training 1s with a European flag, which MNIST's writers seldom drew "
-                             "(the default preset: 0.2); 0 = off")
-    recipe.add_argument("--plain-epochs", type=int, metavar="EPOCHS",
-                        help="train the first EPOCHS without augmentation and before the plateau schedule watches, then the "
-                             "recipe's own (seed 004's two phases: 20 of 40)")
+    for option in recipe_options():
+        flag, doc = "--" + option.name.replace("_", "-"), option.doc.replace("%", "%%")
+        if option.type is bool:
+            recipe.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        else:
+            recipe.add_argument(flag, type=option.type, choices=option.choices, metavar=option.metavar, help=doc)
     t.set_defaults(run=_train)
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
@@ -436,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     e.add_argument("--no-report", action="store_true", help="metrics only: no figures, no report files")
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; only --engine torch runs off the CPU")
-    e.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
+    e.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
     e.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin",
@@ -446,11 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "BMP, WebP, TIFF), folders of them, and - for one image on standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
-    p.add_argument("--threshold", type=float, default=0.9, help=THRESHOLD_HELP)
+    p.add_argument("--threshold", type=float, default=UNCERTAIN_BELOW, help=THRESHOLD_HELP)
     p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
     p.add_argument("--explain", metavar="DIR",
                    help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
-    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
+    p.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
     p.set_defaults(run=_predict)
 
     w = commands.add_parser("explain", help="what a model looks at: each convolution's feature maps and the pixels behind its answer",
@@ -464,14 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     k.add_argument("--test", required=True, help="the competition's test.csv (pixel0..pixel783)")
     k.add_argument("-o", "--out", default="submission.csv", help="where to write ImageId,Label (default submission.csv)")
-    k.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto", help=engine_help)
+    k.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
     k.set_defaults(run=_submit)
 
     v = commands.add_parser("serve", help="serve the draw-a-digit page and the REST API")
     v.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    v.add_argument("--threshold", type=float, default=0.9, help=THRESHOLD_HELP)
+    v.add_argument("--threshold", type=float, default=UNCERTAIN_BELOW, help=THRESHOLD_HELP)
     v.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
     v.add_argument("--max-pixels", type=int, metavar="PIXELS",
                    help="largest image in pixels, checked before decoding (default 40 million; more: 413)")

@@ -30,6 +30,7 @@ import numpy as np
 
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write
+from digitrec.mnist_format import FIELD, PIXELS
 
 # Sizes and SHA-256 of the *uncompressed* files: mirrors recompress, the content is what counts.
 MNIST_FILES: dict[str, tuple[int, str]] = {
@@ -147,9 +148,9 @@ def parse_idx(raw: bytes, source: str) -> np.ndarray:
 def _check_images(images: np.ndarray, source: str) -> None:
     if images.ndim != 3:
         raise DigitrecError(f"expected an image file (3 dimensions), found {images.ndim} dimension(s)", source, "byte 3")
-    if images.shape[1:] != (28, 28):
+    if images.shape[1:] != (FIELD, FIELD):
         h, w = images.shape[1:]
-        raise DigitrecError(f"wrong image size {h}x{w}, expected 28x28", source, "byte 8")
+        raise DigitrecError(f"wrong image size {h}x{w}, expected {FIELD}x{FIELD}", source, "byte 8")
 
 
 def _check_labels(labels: np.ndarray, source: str, offset: int = 8) -> None:
@@ -299,14 +300,14 @@ def load_npz(path: str | Path, part: str = "train") -> Digits:
     # zipfile raises RuntimeError for an encrypted member, and NotImplementedError (one) for a compression it lacks
     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise DigitrecError(f"not a readable .npz archive ({_clip(str(e), 80)})", source) from None
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, 28, 28) uint8", source)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (FIELD, FIELD):
+        raise DigitrecError(f"x_{part} has shape {images.shape} and type {images.dtype}, expected (N, {FIELD}, {FIELD}) uint8", source)
     if labels.shape != (len(images),) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
         raise DigitrecError(f"y_{part} must hold {len(images)} labels in 0-9", source)
     return Digits(np.array(images), labels.astype(np.int64), f"{path.name}:{part}", _file_checksum(path))
 
 
-PIXEL_COLUMNS = [f"pixel{i}" for i in range(784)]
+PIXEL_COLUMNS = [f"pixel{i}" for i in range(PIXELS)]
 KAGGLE_HEADER = "label,pixel0,...,pixel783"
 # A number as written in a CSV cell; anything else ('nan', '0x5', '1_000') is not a pixel value.
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -439,7 +440,7 @@ def load_kaggle_csv(path: str | Path) -> Digits:
         raise DigitrecError("no data rows after the header", source)
     table = _kaggle_table(lines, numbers, columns, source)
     labels = table[:, 0].astype(np.int64) if labelled else np.full(len(table), -1, dtype=np.int64)
-    images = table[:, -784:].astype(np.uint8).reshape(-1, 28, 28)
+    images = table[:, -PIXELS:].astype(np.uint8).reshape(-1, FIELD, FIELD)
     return Digits(images, labels, path.name, hashlib.sha256(raw).hexdigest())
 
 
@@ -459,7 +460,7 @@ def kaggle_from_mnist(data_dir: str | Path | None = None) -> Path:
     cells = [str(value) for value in range(256)]  # a list, not an array: joining NumPy strings took 14 s instead of 2.5
     for name, part, count in (("train.csv", "train", KAGGLE_TRAIN), ("test.csv", "test", None)):
         digits = load_mnist(part, data_dir)
-        table = digits.images[:count].reshape(-1, 784)
+        table = digits.images[:count].reshape(-1, PIXELS)
         header = ",".join((["label"] if count else []) + PIXEL_COLUMNS)
         if count:
             table = np.concatenate([digits.labels[:count, None].astype(np.uint8), table], axis=1)
@@ -482,7 +483,7 @@ def load_image_folder(root: str | Path) -> Digits:
             labels += [digit] * len(found)
     if not paths:
         raise DigitrecError("no images found in subfolders 0-9 (expected DIR/<digit>/*.png)", str(root))
-    images = np.stack([to_mnist(p) for p in paths]) if paths else np.zeros((0, 28, 28), np.uint8)
+    images = np.stack([to_mnist(p) for p in paths]) if paths else np.zeros((0, FIELD, FIELD), np.uint8)
     return Digits(images, np.array(labels, dtype=np.int64), root.name, _file_checksum(*paths))
 
 

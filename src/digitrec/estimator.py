@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from digitrec.mnist_format import FIELD, PIXELS
 from digitrec.rundir import FINAL
 
 try:
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
     from digitrec.plans import Plan
     from digitrec.predict import Predictor
 
-PIXELS = 28 * 28
-
-
 def as_mnist_images(X: Any, estimator: BaseEstimator | None = None) -> np.ndarray:
     """``X``, one digit per sample, as uint8 ``(N, 28, 28)`` images: the one format training and the predictor share.
 
@@ -47,7 +45,7 @@ def as_mnist_images(X: Any, estimator: BaseEstimator | None = None) -> np.ndarra
     from digitrec.images import DIGIT_SHAPES, digit_batch
 
     X = check_array(X, dtype="numeric", allow_nd=True, input_name="X", estimator=estimator)
-    if X.shape in ((28, 28), (28, 28, 1), (28, 28, 3)):
+    if X.shape in ((FIELD, FIELD), (FIELD, FIELD, 1), (FIELD, FIELD, 3)):
         raise ValueError(f"X must hold one digit per sample, shaped (N, 784) or (N, 28, 28); got shape {X.shape}; "
                          "one image is X[np.newaxis]")
     try:

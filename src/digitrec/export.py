@@ -18,6 +18,7 @@ import torch
 from digitrec import checkpoint
 from digitrec.files import atomic_write, check_output_file
 from digitrec.inference import METADATA_KEY, file_digest
+from digitrec.mnist_format import FIELD
 from digitrec.rundir import default_export_path
 
 OPSET = 17
@@ -29,7 +30,7 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     source = checkpoint.resolve(model_path)
     loaded = checkpoint.load(source)
     meta = {**loaded.meta, "exported_from": source.name, "exported_from_sha256": file_digest(source)}
-    write_onnx(loaded.model, torch.zeros(1, 1, 28, 28), target, meta, {"images": {0: "batch"}, "logits": {0: "batch"}})
+    write_onnx(loaded.model, torch.zeros(1, 1, FIELD, FIELD), target, meta, {"images": {0: "batch"}, "logits": {0: "batch"}})
     return target
 
 

@@ -93,3 +93,11 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_pickle(blob: bytes, source: str, loads: str) -> None:
+    """Refuses a pickle or a ``torch.save`` file (a zip of pickles) from its first bytes, before anything reads it:
+    unpickling can run arbitrary code. ``loads`` says what digitrec loads instead."""
+    if blob[:1] == b"\x80" or blob[:2] == b"PK":
+        raise DigitrecError(f"this is a pickle or torch.save file; digitrec never unpickles (it can run arbitrary code) "
+                            f"and loads only {loads}", source)

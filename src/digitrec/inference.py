@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from digitrec import rundir
+from digitrec.choices import ENGINES
 from digitrec.errors import DigitrecError
+from digitrec.files import refuse_pickle
+from digitrec.mnist_format import FIELD
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -25,7 +28,6 @@ if TYPE_CHECKING:
 
 BUNDLED = Path(__file__).parent / "assets" / "default.onnx"  # the model that ships in the package (tools/bundle_model.py)
 BATCH = 256  # batches of 256 keep a small CNN's activations in cache: 2.3x faster than 2000 on two cores
-ENGINES = ("auto", "torch", "onnx")
 METADATA_KEY = "digitrec"
 
 
@@ -164,8 +166,7 @@ def onnx_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
     if not path.is_file():
         raise DigitrecError("no such ONNX file", str(path))
     blob = path.read_bytes()
-    if blob[:1] == b"\x80" or blob[:2] == b"PK":
-        raise DigitrecError("a pickle, not an ONNX model: digitrec never unpickles", str(path))
+    refuse_pickle(blob, str(path), "ONNX models and .safetensors checkpoints")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings are for its developers, not ours
     if threads:
@@ -198,8 +199,8 @@ class OnnxEngine(Engine):
         self.session = onnx_session(path, threads)
         meta = digitrec_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:
-            raise DigitrecError("the model's input is not (N, 1, 28, 28) digits", str(path))
+        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, FIELD, FIELD]:
+            raise DigitrecError(f"the model's input is not (N, 1, {FIELD}, {FIELD}) digits", str(path))
         self.input_name = inputs[0].name
         super().__init__(path, meta)
 

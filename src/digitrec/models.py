@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from digitrec.mnist_format import FIELD, PIXELS
 from digitrec.recipes import DIGITNET_RECIPE, Augment, Recipe
 
 
@@ -159,7 +160,7 @@ def mlp(*hidden: tuple[int, str], input_dropout: float = 0.0, dropout: float = 0
     layers: list[nn.Module] = [nn.Flatten()]
     if input_dropout:
         layers.append(nn.Dropout(input_dropout))
-    width = 784
+    width = PIXELS
     for i, (units, act) in enumerate(hidden):
         layers += dense(width, units, act)
         if dropout and i < len(hidden) - 1:
@@ -172,7 +173,7 @@ def seed001_cnn(filters: int = 32, stride: int = 1, second: bool = False, dropou
     if second:  # conv 32 -> pool -> conv 64 -> pool: 26 -> 13 -> 11 -> 5
         features, width = [*conv(1, 32, 3), nn.MaxPool2d(2), *conv(32, 64, 3), nn.MaxPool2d(2)], 5 * 5 * 64
     else:
-        side = ((28 - 3) // stride + 1) // 2
+        side = ((FIELD - 3) // stride + 1) // 2
         features, width = [*conv(1, filters, 3, stride=stride), nn.MaxPool2d(2)], side * side * filters
     head = [nn.Dropout(dropout)] if dropout else []
     return keras_model(*features, nn.Flatten(), *head, classifier(width))

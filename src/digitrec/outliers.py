@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from digitrec.images import BOX, FIELD
+from digitrec.mnist_format import BOX, FIELD
 
 KINDS = ("polygon", "hatch")
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from digitrec.files import atomic_write
+from digitrec.mnist_format import FIELD
 
 DIVERGED = 0.5  # accuracy under which a run is taken to have learned nothing: comparisons scale to the others
 
@@ -80,12 +81,12 @@ def digit_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, ti
     """
     count = len(images)
     rows = max(1, math.ceil(count / columns))
-    cell_h, cell_w = 28 + 22, 28 + 6  # room under each digit for a two-line caption
+    cell_h, cell_w = FIELD + 22, FIELD + 6  # room under each digit for a two-line caption
     mosaic = np.zeros((rows * cell_h, columns * cell_w))
     fig, ax = plt.subplots(figsize=(columns * 1.2, rows * 1.6 + (0.4 if title else 0)))
     for i in range(count):
         top, left = (i // columns) * cell_h, (i % columns) * cell_w + 3
-        mosaic[top : top + 28, left : left + 28] = images[i]
+        mosaic[top : top + FIELD, left : left + FIELD] = images[i]
         ax.text(left + 14, top + 30, captions[i], ha="center", va="top", fontsize=7)
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     ax.axis("off")
@@ -188,7 +189,7 @@ def attributions(digits: np.ndarray, maps: np.ndarray, captions: Sequence[str], 
     The rows are tiled into one image on one axes, as in :func:`digit_grid`: three subplots a digit took 0.8 s for eight.
     """
     heat = matplotlib.colormaps["bwr"]
-    cell, gap, caption_room = 28, 10, 9  # pixels of a digit: the gaps and margins leave room for a caption wider than its digit
+    cell, gap, caption_room = FIELD, 10, 9  # pixels of a digit: the gaps and margins leave room for a caption wider than its digit
     mosaic = np.ones((len(digits) * (cell + caption_room), 3 * cell + 4 * gap, 3))
     fig, ax = plt.subplots(figsize=(7.5, 7.5 * mosaic.shape[0] / mosaic.shape[1]))
     for row, (digit, attribution, caption) in enumerate(zip(digits, maps, captions, strict=True)):

@@ -31,6 +31,7 @@ from PIL import Image
 
 from digitrec import detector as digit_detector
 from digitrec import images, rows
+from digitrec.choices import UNCERTAIN_BELOW
 from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
@@ -38,7 +39,6 @@ from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
 from digitrec.metrics import log_softmax
 from digitrec.rows import RowReader
 
-UNCERTAIN_BELOW = 0.9  # calibrated confidence under which a reading is flagged uncertain: "high confidence" starts here
 # The row reader's probability that a digit the digit model reads surely is that digit, under which the two
 # models disagree and the reading is flagged: the most that keeps MNIST's test digits flagged at <= 1 %
 # (BENCHMARKS.md, "Not a digit: a second model's opinion").

@@ -11,13 +11,35 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, NamedTuple
 
 from digitrec.errors import DigitrecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "plateau", "onecycle", "cosine")
 SPLITS = ("stratified", "last")
+
+
+def option(default: Any, doc: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
+    """A recipe field with what a user is told of it: ``digitrec train`` makes its ``--option`` from this (:func:`options`)."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "metavar": metavar})
+
+
+class Option(NamedTuple):
+    """A recipe field as a user sets it: its name, its type (``str``, ``int``, ``float`` or ``bool``), what it does."""
+
+    name: str
+    type: type
+    doc: str
+    choices: tuple[str, ...] | None
+    metavar: str | None
+
+
+def options() -> list[Option]:
+    """Every field of :class:`Recipe` and of its :class:`Augment` (those set as plain values, in the order they are declared)."""
+    types = {"str": str, "int": int, "float": float, "bool": bool, "float | None": float}
+    return [Option(f.name, types[f.type], f.metadata["doc"], f.metadata["choices"], f.metadata["metavar"])
+            for cls in (Recipe, Augment) for f in fields(cls) if "doc" in f.metadata]
 
 
 def _number(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False,
@@ -35,11 +57,11 @@ def _number(name: str, value: Any, low: float, high: float = math.inf, *, low_op
 class Augment:
     """Random jitter of whole batches: affine as Keras' ImageDataGenerator draws it, plus elastic warps."""
 
-    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
-    zoom: float = 0.0  # x and y scale drawn independently from [1 - zoom, 1 + zoom]
-    shift: float = 0.0  # fraction of the image size, uniform in [-shift, shift]
-    elastic: float = 0.0  # strength of Simard's elastic distortion, in pixels; 0 = none
-    elastic_sigma: float = 6.0  # smoothness of that distortion field, in pixels (Ciresan et al. 2010)
+    rotation: float = option(0.0, "rotate each image by up to this many degrees either way", metavar="DEGREES")
+    zoom: float = option(0.0, "scale each axis by a factor drawn from [1 - zoom, 1 + zoom] (0.1 = up to 10 %)", metavar="FRACTION")
+    shift: float = option(0.0, "shift by up to this fraction of the image size either way (0.1 = up to 2.8 px)", metavar="FRACTION")
+    elastic: float = option(0.0, "strength of Simard's elastic warps in pixels (the elastic preset: 36); 0 = none", metavar="PIXELS")
+    elastic_sigma: float = option(6.0, "smoothness of the elastic warps, in pixels (Ciresan et al. 2010: 6)", metavar="PIXELS")
 
     def __post_init__(self) -> None:
         _number("rotation", self.rotation, 0, 180)
@@ -55,33 +77,40 @@ class Augment:
 
 @dataclass(frozen=True)
 class Recipe:
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0  # SGD
-    nesterov: bool = False  # SGD
-    rho: float | None = None  # RMSprop's and Adadelta's averaging constant; None = the optimizer's default
-    eps: float | None = None
-    weight_decay: float = 0.0  # decoupled for AdamW, L2 otherwise; never on biases or norms
-    batch_size: int = 128
-    epochs: int = 10
-    schedule: str = "constant"
-    warmup: float = 0.25  # onecycle: share of the steps spent rising to lr
-    step_size: int = 10  # step: epochs between reductions
-    gamma: float = 0.1  # step: factor per reduction
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3  # epochs without validation-accuracy gain before reducing (Keras' meaning)
-    min_lr: float = 0.0
-    label_smoothing: float = 0.0
+    """How a model is trained: each field's doc is what ``digitrec train --FIELD`` says of it."""
+
+    optimizer: str = option("adam", "the optimizer", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate (the peak of the onecycle schedule), > 0")
+    momentum: float = option(0.0, "momentum of SGD and RMSprop, in [0, 1)")
+    nesterov: bool = option(False, "Nesterov momentum (SGD)")
+    rho: float | None = option(None, "RMSprop's and Adadelta's averaging constant (default: the optimizer's own)")
+    eps: float | None = option(None, "the optimizer's epsilon, > 0 (default: the optimizer's own)")
+    weight_decay: float = option(0.0, "L2 penalty on weights, never on biases or norms (decoupled for adamw)")
+    batch_size: int = option(128, "images per step: the global batch, shared out over the processes under torchrun")
+    epochs: int = option(10, "passes over the training data")
+    schedule: str = option("constant", "learning rate over time: constant; step (x gamma every step-size epochs); plateau "
+                                       "(x plateau-factor after plateau-patience epochs without validation gain, as Keras' "
+                                       "ReduceLROnPlateau); onecycle (rise, then fall to 0); cosine", choices=SCHEDULES)
+    warmup: float = option(0.25, "onecycle: the share of the steps spent rising to lr, in [0, 1)", metavar="SHARE")
+    step_size: int = option(10, "step: epochs between reductions", metavar="EPOCHS")
+    gamma: float = option(0.1, "step: the factor of each reduction, > 0", metavar="FACTOR")
+    plateau_factor: float = option(0.5, "plateau: the factor of each reduction, in (0, 1)", metavar="FACTOR")
+    plateau_patience: int = option(3, "plateau: epochs without validation gain before reducing (Keras' meaning)", metavar="EPOCHS")
+    min_lr: float = option(0.0, "plateau: the rate is never reduced below this")
+    label_smoothing: float = option(0.0, "share of each target spread over the other classes, in [0, 1)")
     augment: Augment = field(default_factory=Augment)
-    validation: float = 0.1  # share of the training data held out
-    split: str = "stratified"  # which: a stratified random share chosen by the run's seed, or "last", Keras' validation_split
-    early_stopping: int = 0  # stop after this many epochs without validation gain; 0 = never
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none
-    outliers: float = 0.0  # weight of outlier exposure (digitrec.outliers): non-digits in every batch, taught to be no class; 0 = none
-    flagged_ones: float = 0.0  # share of the training 1s drawn with a European flag (digitrec.variants); 0 = none
-    # epochs trained first as a plain phase: no augmentation, no plateau watching (seed 004 trained 20 such epochs, then
-    # continued the same model with augmentation and ReduceLROnPlateau); 0 = none
-    plain_epochs: int = 0
+    validation: float = option(0.1, "share of the training data held out (kaggle data: 0.1 unless given)")
+    split: str = option("stratified", "which share is held out: stratified (random per class, by the seed) or last (the end of "
+                                      "the data, as Keras' validation_split)", choices=SPLITS)
+    early_stopping: int = option(0, "stop after this many epochs without validation gain; 0 = off", metavar="EPOCHS")
+    ema: float = option(0.0, "average the weights (e.g. 0.999), in [0, 1); 0 = off", metavar="DECAY")
+    outliers: float = option(0.0, "outlier exposure: add synthetic shapes to every batch, taught to be no digit, with this loss "
+                                  "weight (the default preset: 0.5), so that predict flags what is not a digit; 0 = off",
+                             metavar="WEIGHT")
+    flagged_ones: float = option(0.0, "draw this share of the training 1s with a European flag, which MNIST's writers seldom "
+                                      "drew (the default preset: 0.2); 0 = off", metavar="SHARE")
+    plain_epochs: int = option(0, "train the first EPOCHS without augmentation and before the plateau schedule watches, then "
+                                  "the recipe's own (seed 004's two phases: 20 of 40); 0 = none", metavar="EPOCHS")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

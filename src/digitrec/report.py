@@ -19,6 +19,7 @@ from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_writable_dir
 from digitrec.inference import open_engine, read_onnx_metadata
 from digitrec.metrics import Evaluation
+from digitrec.mnist_format import FIELD
 from digitrec.rundir import EXPORT, FINAL, default_report_dir, member_dir, read_history, read_json, run_dir_of
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def explanation_report(model_path: str | Path | None, inputs: list[Any], out: st
     reader = predict.load(model_path, engine="torch")
     readings = reader.read(inputs)
     out_dir = check_writable_dir(out)
-    digits = np.stack([reading.seen[0] if len(reading.seen) else np.zeros((28, 28), np.uint8) for reading in readings])
+    digits = np.stack([reading.seen[0] if len(reading.seen) else np.zeros((FIELD, FIELD), np.uint8) for reading in readings])
     names = [Path(reading.source).name for reading in readings]
     figures = _explanation_figures(explain.explain_digits(reader.model, digits, reader.temperature), names, out_dir,
                                    maps_for=tuple(range(len(readings))))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitrec.images import FIELD
+from digitrec.mnist_format import FIELD
 
 FLAG_LENGTH = (0.15, 0.4)  # share of the digit's height
 FLAG_ANGLE = (30.0, 65.0)  # degrees below the horizontal
