@@ -163,6 +163,18 @@ def test_the_page_and_its_files_are_served_with_openapi(client: TestClient):
     assert client.get("/docs").status_code == 200
 
 
+def test_openapi_documents_every_field_a_client_sends(client: TestClient):
+    paths = client.get("/openapi.json").json()["paths"]
+    for route, field in (("/api/predict", "file"), ("/api/predict/batch", "files")):
+        operation = paths[route]["post"]
+        content = operation["requestBody"]["content"]
+        assert field in content["multipart/form-data"]["schema"]["properties"]
+        pixels = content["application/json"]["schema"]
+        assert "pixels" in (pixels.get("items", pixels))["properties"]
+        assert content["image/png"]["schema"]["format"] == "binary"
+        assert {"multi", "preprocessed"} <= {parameter["name"] for parameter in operation["parameters"]}
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -31,17 +31,47 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from digitrec import images, predict
 from digitrec.errors import DigitrecError, TooLarge
+from digitrec.mnist_format import FIELD, PIXELS
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 5_000_000  # bytes in one request
 MAX_PIXELS = 40_000_000  # pixels in one decoded image: a 40 MP photo passes, a decompression bomb does not
 BODY_TIMEOUT = 10.0  # seconds for a client to send its whole body
 MAX_BATCH = 64  # inputs in one batch request
+
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff", "application/octet-stream")
+
+
+class Pixels(BaseModel):
+    """One digit already in MNIST's format, sent as JSON."""
+
+    pixels: list[list[float]] | list[float] = Field(
+        description=f"{FIELD} rows of {FIELD} numbers (or {PIXELS} numbers), white ink on black: levels 0-255, or fractions "
+                    "0-1 when no value exceeds 1")
+
+
+def _request_body(batch: bool) -> dict[str, Any]:
+    """The OpenAPI request body of a reading route: each way a client may send what :func:`_inputs` reads.
+
+    The routes read their bodies themselves (within the size and time limits), so FastAPI is told here what they take.
+    """
+    binary = {"type": "string", "format": "binary"}
+    field, upload = ("files", {"type": "array", "items": binary, "maxItems": MAX_BATCH}) if batch else ("file", binary)
+    form = {"type": "object", "properties": {field: upload}, "required": [field]}
+    pixels = Pixels.model_json_schema()
+    content = {"multipart/form-data": {"schema": form},
+               "application/json": {"schema": {"type": "array", "items": pixels, "maxItems": MAX_BATCH} if batch else pixels},
+               **{kind: {"schema": binary} for kind in IMAGE_TYPES}}
+    what = (f"up to {MAX_BATCH} images as a multipart form, or a JSON list of digits; one raw image is a batch of one" if batch
+            else "one image: raw (its own content type), or as a multipart form; or one digit as JSON")
+    return {"requestBody": {"required": True, "description": what, "content": content}}
 
 
 class BadRequest(Exception):
@@ -124,15 +154,21 @@ class Reader:
 
     @staticmethod
     def pixels(value: Any, name: str) -> np.ndarray:
-        """One digit given as JSON pixels: 28 rows of 28 numbers (or 784), levels 0-255 or fractions 0-1."""
-        if not isinstance(value, list):
-            raise BadRequest(400, f"{name}: 'pixels' must be a list of 28 rows of 28 numbers")
+        """One digit given as JSON (:class:`Pixels`), as uint8 ``(28, 28)``."""
         try:
-            array = np.asarray(value, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise BadRequest(400, f"{name}: 'pixels' must be 28 rows of 28 numbers") from None
-        if array.shape not in ((28, 28), (784,)):
-            raise BadRequest(400, f"{name}: 'pixels' has shape {array.shape}; expected 28 rows of 28 numbers (or 784 numbers)")
+            given = Pixels.model_validate(value)
+        except ValidationError as e:
+            if not isinstance(value, dict) or any(error["type"] == "missing" for error in e.errors()):
+                example = f"{{\"pixels\": [[...{FIELD} numbers...], ...{FIELD} rows]}}"
+                raise BadRequest(400, f"{name}: expected a JSON object {example}") from None
+            raise BadRequest(400, f"{name}: 'pixels' must be a list of {FIELD} rows of {FIELD} numbers") from None
+        try:
+            array = np.asarray(given.pixels, dtype=np.float64)
+        except ValueError:  # rows of different lengths
+            raise BadRequest(400, f"{name}: 'pixels' must be {FIELD} rows of {FIELD} numbers") from None
+        if array.shape not in ((FIELD, FIELD), (PIXELS,)):
+            raise BadRequest(400, f"{name}: 'pixels' has shape {array.shape}; expected {FIELD} rows of {FIELD} numbers "
+                                  f"(or {PIXELS} numbers)")
         try:
             return images.digit_batch(array)[0]
         except DigitrecError as e:
@@ -140,11 +176,7 @@ class Reader:
 
     def prepare(self, kind: str, value: Any, name: str) -> Any:
         """What the predictor reads for one input of a request: a decoded image, or a digit from JSON pixels."""
-        if kind == "image":
-            return self.image(value, name)
-        if not isinstance(value, dict) or "pixels" not in value:
-            raise BadRequest(400, f"{name}: expected a JSON object {{\"pixels\": [[...28 numbers...], ...28 rows]}}")
-        return self.pixels(value["pixels"], name)
+        return self.image(value, name) if kind == "image" else self.pixels(value, name)
 
     def read(self, item: Any, name: str, multi: bool, preprocessed: bool) -> dict[str, Any]:
         started = time.perf_counter()
@@ -292,7 +324,8 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
                 "workers": workers, "metadata": meta}
 
     # The readings are plain JSON already: returned as responses, they skip FastAPI's encoder (70 us a reading)
-    @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any])
+    @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any],
+              openapi_extra=_request_body(batch=False))
     async def predict_one(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
         body = await _body(request, max_body, body_timeout)
         inputs = await _inputs(request, body, batch=False)
@@ -301,7 +334,8 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
         item_name, kind, value = inputs[0]
         return JSONResponse(await read(kind, value, item_name, multi, preprocessed))
 
-    @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any])
+    @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any],
+              openapi_extra=_request_body(batch=True))
     async def predict_batch(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
         body = await _body(request, max_body, body_timeout)
         inputs = await _inputs(request, body, batch=True)
