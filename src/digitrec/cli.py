@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 
 THRESHOLD_HELP = f"flag readings less confident than this (default {UNCERTAIN_BELOW}; 0: flag none as not clearly a digit)"
 
-RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
+ENGINE_HELP = "auto: ONNX Runtime on an .onnx file or a run directory's current final.onnx, else PyTorch"
+DATA_HELP = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
+DATA_DIR_HELP = "folder with the four MNIST files (default: $DIGITREC_DATA, else the user cache, downloading them there)"
+DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
 
+RESUME_KEEPS = "only --epochs, --device and --quiet go with --resume: a resumed run keeps the configuration it was started with"
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -353,30 +357,31 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' fields are plain values
-    from digitrec.recipes import options as recipe_options
-
     parser = argparse.ArgumentParser(prog="digitrec", description="Handwritten digit recognition.")
     parser.add_argument("--version", action="version", version=f"digitrec {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-
     commands.add_parser("models", help="list every architecture with its parameter count").set_defaults(run=_models)
+    for add in (_add_train, _add_ensemble, _add_evaluate, _add_predict, _add_explain, _add_submit, _add_serve, _add_experiment,
+                _add_export, _add_compare, _add_data):
+        add(commands)
+    return parser
 
-    engine_help = "auto: ONNX Runtime on an .onnx file or a run directory's current final.onnx, else PyTorch"
-    data_help = "data source: mnist (default), npz:PATH, kaggle:PATH.csv, folder:DIR"
-    data_dir_help = "folder with the four MNIST files (default: $DIGITREC_DATA, else the user cache, downloading them there)"
-    device_help = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' fields are plain values
+    from digitrec.recipes import options as recipe_options
+
     t = commands.add_parser("train", help="train a model into a run directory")
     t.add_argument("--model", help="a registered architecture, trained with its own recipe (see `digitrec models`), or a preset")
     t.add_argument("--recipe", choices=list(PRESETS),
                    help="digitrec's presets: fast (7-9 s), balanced (~1 min), default (best single model, 10-20 min on two cores), "
                         "elastic (default on elastically warped digits); default: default")
-    t.add_argument("--data", help=data_help)
-    t.add_argument("--data-dir", help=data_dir_help)
+    t.add_argument("--data", help=DATA_HELP)
+    t.add_argument("--data-dir", help=DATA_DIR_HELP)
     t.add_argument("--out", help="run directory, new or empty (default: a new folder under runs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (with --epochs N: train it on to N epochs in all)")
     t.add_argument("--seed", type=int, help="seeds the weights, the shuffling and the augmentation (default 0): same seed, same numbers")
-    t.add_argument("--device", default="auto", help=device_help)
+    t.add_argument("--device", default="auto", help=DEVICE_HELP)
     t.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's checkpoint (epoch-NNN.safetensors)")
     t.add_argument("--watch", metavar="DATA", help="also measure this data's test part after every epoch, for the curves only "
                                                    "(nothing is chosen by it), as seed 003 watched MNIST's test set")
@@ -393,29 +398,37 @@ def build_parser() -> argparse.ArgumentParser:
             recipe.add_argument(flag, type=option.type, choices=option.choices, metavar=option.metavar, help=doc)
     t.set_defaults(run=_train)
 
+
+def _add_ensemble(commands: argparse._SubParsersAction) -> None:
+    from digitrec.plans import PRESETS  # no PyTorch: the presets and the recipes' fields are plain values
+
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
     n.add_argument("--members", type=int, help="how many models to train and combine (default: 4)")
     n.add_argument("--recipe", metavar="PRESET[,PRESET...]",
                    help=f"member N uses the Nth preset, cycling; presets: {', '.join(PRESETS)} (default: default)")
-    n.add_argument("--data", default="mnist", help=data_help)
-    n.add_argument("--data-dir", help=data_dir_help)
+    n.add_argument("--data", default="mnist", help=DATA_HELP)
+    n.add_argument("--data-dir", help=DATA_DIR_HELP)
     n.add_argument("--out", help="ensemble directory (default: a new folder under runs/); run again to continue it")
     n.add_argument("--seed", type=int, default=0, help="member N is trained with seed + N (default 0)")
-    n.add_argument("--device", default="auto", help=device_help)
+    n.add_argument("--device", default="auto", help=DEVICE_HELP)
     n.add_argument("--quiet", action="store_true", help="no progress bars")
     n.set_defaults(run=_ensemble)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     e = commands.add_parser("evaluate", help="metrics, plots and a report for a model")
     e.add_argument("model", nargs="?", help="checkpoint file, run directory or exported .onnx file (default: the bundled model)")
-    e.add_argument("--data", default="mnist", help=data_help + " (the test part where there is one)")
-    e.add_argument("--data-dir", help=data_dir_help)
+    e.add_argument("--data", default="mnist", help=DATA_HELP + " (the test part where there is one)")
+    e.add_argument("--data-dir", help=DATA_DIR_HELP)
     e.add_argument("--out", help="report folder (default: RUN_DIR/report or beside the checkpoint)")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     e.add_argument("--no-report", action="store_true", help="metrics only: no figures, no report files")
     e.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; only --engine torch runs off the CPU")
-    e.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
+    e.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     e.set_defaults(run=_evaluate)
 
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin",
                             usage="digitrec predict [-h] [options] [MODEL] IMAGE [IMAGE ...]")
     p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
@@ -427,9 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
     p.add_argument("--explain", metavar="DIR",
                    help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
-    p.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
+    p.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     p.set_defaults(run=_predict)
 
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
     w = commands.add_parser("explain", help="what a model looks at: each convolution's feature maps and the pixels behind its answer",
                             usage="digitrec explain [-h] [--out DIR] [MODEL] IMAGE [IMAGE ...]")
     w.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
@@ -437,13 +452,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", default="reports/explain", help="folder for the PNG files and explain.html (default: reports/explain)")
     w.set_defaults(run=_explain)
 
+
+def _add_submit(commands: argparse._SubParsersAction) -> None:
     k = commands.add_parser("submit", help="a Kaggle Digit Recognizer submission for test.csv")
     k.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     k.add_argument("--test", required=True, help="the competition's test.csv (pixel0..pixel783)")
     k.add_argument("-o", "--out", default="submission.csv", help="where to write ImageId,Label (default submission.csv)")
-    k.add_argument("--engine", choices=ENGINES, default="auto", help=engine_help)
+    k.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     k.set_defaults(run=_submit)
 
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
     v = commands.add_parser("serve", help="serve the draw-a-digit page and the REST API")
     v.add_argument("model", nargs="?", help="run directory, checkpoint or exported .onnx file (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -460,35 +479,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="connections served at once; more are answered 503 (default 1000)")
     v.set_defaults(run=_serve)
 
+
+def _add_experiment(commands: argparse._SubParsersAction) -> None:
     r = commands.add_parser("experiment", help="train the runs an experiment file lists (once each) and compare them in one report")
     r.add_argument("file", metavar="FILE.toml", help="the experiment: [[run]] and [[grid]] tables (see experiments/ for examples)")
     r.add_argument("--out", help="folder for its run directories (default: runs/experiments/NAME)")
     r.add_argument("--report", help="folder for its report (default: reports/NAME)")
     r.add_argument("--dry-run", action="store_true", help="list what would be trained, resumed or kept, and the time it would take")
     r.add_argument("--force", action="store_true", help="train again the runs whose folders hold a different configuration")
-    r.add_argument("--device", default="auto", help=device_help)
+    r.add_argument("--device", default="auto", help=DEVICE_HELP)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(run=_experiment)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     x = commands.add_parser("export", help="export a model to ONNX")
     x.add_argument("model", help="run directory or checkpoint")
     x.add_argument("--onnx", metavar="OUT.onnx", help="output file (default: RUN_DIR/final.onnx or beside the checkpoint)")
     x.set_defaults(run=_export)
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
     c = commands.add_parser("compare", help="one report comparing several runs")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, ensemble directories, checkpoints or .onnx files")
     c.add_argument("--out", default="reports/compare", help="report folder (default: reports/compare)")
     c.set_defaults(run=_compare)
 
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
     d = commands.add_parser("data", help="inspect data sets")
     data_commands = d.add_subparsers(dest="data_command", required=True)
     s = data_commands.add_parser("stats", help="counts per class, pixel statistics, class histogram and sample grid")
-    s.add_argument("--data", default="mnist", help=data_help)
+    s.add_argument("--data", default="mnist", help=DATA_HELP)
     s.add_argument("--part", default="train", choices=["train", "test"], help="which part, where a source has both (default: train)")
-    s.add_argument("--data-dir", help=data_dir_help)
+    s.add_argument("--data-dir", help=DATA_DIR_HELP)
     s.add_argument("--out", help="folder for the plots (default: reports/data-NAME)")
     s.set_defaults(run=_data_stats)
-    return parser
 
 
 def _resume_command(run_dir: str, processes: int) -> str:

@@ -422,40 +422,17 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     else:
         train_set, val_set = digits, None
     watched = data.load(config["watch"], "test", config.get("data_dir")) if config.get("watch") else None
-
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
-    state = _fresh_state(config["model"], config["arguments"], recipe, steps_per_epoch, config["seed"], dev)
-    if group.rank:  # each process its own dropout; the leader draws as a lone process does
-        torch.manual_seed(config["seed"] + (group.rank << 32))
-    net = state.net
-    history: list[dict[str, Any]] = []
-    if saved is not None:
-        try:
-            state.restore(saved, group.rank)
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise DigitrecError(f"training state does not fit this run ({str(e).splitlines()[0][:200]})",
-                                str(run_dir / rundir.STATE)) from None
-        if group.leader:
-            history = [row for row in rundir.read_history(run_dir) if row["epoch"] <= state.epoch]
-        where = f"epoch {state.epoch + 1}/{recipe.epochs}" + (f", step {state.step + 1}/{steps_per_epoch}" if state.step else "")
-        log(f"resuming {run_dir} at {where}")
-        processes = 1 + len(saved.get("rank_rngs", []))
-        if processes != group.size:
-            log(f"note: this run was saved by {processes} process(es) and continues in {group.size}: "
-                "it continues, but not bit for bit as it would have")
-    forward = distributed.wrap(net, group)
+    state, history = _state_and_history(run_dir, config, recipe, steps_per_epoch, dev, saved, group, log)
+    forward = distributed.wrap(state.net, group)
 
     # flagged 1s and outliers are drawn from the run's seed alone, so a resumed run has the same
     images = torch.tensor(variants.flag_ones(train_set.images, train_set.labels, recipe.flagged_ones, config["seed"]), device=dev)
     labels = torch.tensor(train_set.labels, device=dev)
     strangers = outliers.bank(len(images) // OUTLIER_SHARE, config["seed"]).to(dev) if recipe.outliers else None
-    model, arguments = config["model"], config["arguments"]
-    meta = {"training": config, "data": {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}}
+    writer = _EpochWriter(run_dir, config, {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}, group)
     elapsed = history[-1]["elapsed"] if history else 0.0
-    board = None
-    if config.get("tensorboard") and group.leader:
-        board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name))
-    with _StopRequests(log) as stop:
+    with _StopRequests(log) as stop, writer:
         while state.epoch < recipe.epochs and not state.stopped_early(recipe):
             epoch = state.epoch + 1
             started = time.perf_counter() - state.seconds
@@ -473,52 +450,17 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
                 state.seconds = time.perf_counter() - started
                 _save_state(state, run_dir, group)
                 raise TrainingInterrupted(str(run_dir), epoch, state.step, steps_per_epoch, group.size, group.leader)
-            distributed.average_buffers(net, group)
-            if state.ema is not None:
-                distributed.average_buffers(state.ema.model, group)
-            model_for_use = state.ema.model if state.ema is not None else net
-            temperature = None
-            if val_set is not None:
-                val_logits = _logits(model_for_use, val_set.images, dev, group)
-                result = Evaluation.from_logits(val_logits, val_set.labels)
-                row.update(val_loss=result.loss, val_accuracy=result.accuracy)
-                temperature = fit_temperature(val_logits, val_set.labels)
-            if watched is not None:  # for the curves only: nothing below reads it
-                result = Evaluation.from_logits(_logits(model_for_use, watched.images, dev, group), watched.labels)
-                row.update(test_loss=result.loss, test_accuracy=result.accuracy)
-            monitored = row.get("val_accuracy", row["train_accuracy"])
-            improved = monitored > state.best_accuracy
-            state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
-            state.epoch, state.seconds = epoch, 0.0
-            if group.leader and temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
-                temperature = _training_temperature(model_for_use, train_set, dev)
+            improved, temperature = _measure(state, recipe, row, epoch, train_set, val_set, watched, dev, group)
             row["seconds"] = time.perf_counter() - started
             elapsed += row["seconds"]
             row["elapsed"] = elapsed
             history.append(row)
-            if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
-                state.schedule.epoch_end(monitored)
             log(_epoch_line(row, recipe.epochs))
-
-            if group.leader:
-                rundir.write_history(run_dir, history)
-                if board is not None:
-                    for key, value in row.items():
-                        if key != "epoch":
-                            board.add_scalar(key, value, epoch)
-                    board.flush()
-                saved_meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **meta}
-                checkpoint.save(run_dir / rundir.FINAL, model_for_use, model, arguments, **saved_meta)
-                if config.get("keep_epochs"):
-                    checkpoint.save(run_dir / rundir.epoch_file(epoch), model_for_use, model, arguments, **saved_meta)
-                if improved:
-                    checkpoint.save(run_dir / rundir.BEST, model_for_use, model, arguments, **saved_meta)
+            writer.write(history, state.ema.model if state.ema is not None else state.net, improved, temperature)
             _save_state(state, run_dir, group)
             if state.stopped_early(recipe):
                 log(f"early stopping: no validation gain for {state.since_best} epochs")
 
-    if board is not None:
-        board.close()
     if group.leader:
         if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
             from digitrec import plots
@@ -528,6 +470,92 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     state.finished = True
     _save_state(state, run_dir, group)
     return RunResult(run_dir, history)
+
+
+def _state_and_history(run_dir: Path, config: dict[str, Any], recipe: Recipe, steps_per_epoch: int, dev: torch.device,
+                       saved: dict[str, Any] | None, group: Group, log: Callable[[str], None]) -> tuple[RunState, list[dict[str, Any]]]:
+    """The run's state, fresh or restored from ``saved`` (a stopped run's), and its history so far."""
+    state = _fresh_state(config["model"], config["arguments"], recipe, steps_per_epoch, config["seed"], dev)
+    if group.rank:  # each process its own dropout; the leader draws as a lone process does
+        torch.manual_seed(config["seed"] + (group.rank << 32))
+    if saved is None:
+        return state, []
+    try:
+        state.restore(saved, group.rank)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise DigitrecError(f"training state does not fit this run ({str(e).splitlines()[0][:200]})", str(run_dir / rundir.STATE)) from None
+    history = [row for row in rundir.read_history(run_dir) if row["epoch"] <= state.epoch] if group.leader else []
+    where = f"epoch {state.epoch + 1}/{recipe.epochs}" + (f", step {state.step + 1}/{steps_per_epoch}" if state.step else "")
+    log(f"resuming {run_dir} at {where}")
+    processes = 1 + len(saved.get("rank_rngs", []))
+    if processes != group.size:
+        log(f"note: this run was saved by {processes} process(es) and continues in {group.size}: "
+            "it continues, but not bit for bit as it would have")
+    return state, history
+
+
+def _measure(state: RunState, recipe: Recipe, row: dict[str, Any], epoch: int, train_set: data.Digits, val_set: data.Digits | None,
+             watched: data.Digits | None, dev: torch.device, group: Group) -> tuple[bool, float | None]:
+    """An epoch's end: the weights' buffers agreed over the group, the held-out (and watched) figures added to ``row``, the
+    schedule and early stopping told; whether the monitored accuracy improved, and the temperature where one was fitted."""
+    distributed.average_buffers(state.net, group)
+    if state.ema is not None:
+        distributed.average_buffers(state.ema.model, group)
+    model_for_use = state.ema.model if state.ema is not None else state.net
+    temperature = None
+    if val_set is not None:
+        val_logits = _logits(model_for_use, val_set.images, dev, group)
+        result = Evaluation.from_logits(val_logits, val_set.labels)
+        row.update(val_loss=result.loss, val_accuracy=result.accuracy)
+        temperature = fit_temperature(val_logits, val_set.labels)
+    if watched is not None:  # for the curves only: nothing below reads it
+        result = Evaluation.from_logits(_logits(model_for_use, watched.images, dev, group), watched.labels)
+        row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+    monitored = row.get("val_accuracy", row["train_accuracy"])
+    improved = monitored > state.best_accuracy
+    state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
+    state.epoch, state.seconds = epoch, 0.0
+    if group.leader and temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
+        temperature = _training_temperature(model_for_use, train_set, dev)
+    if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
+        state.schedule.epoch_end(monitored)
+    return improved, temperature
+
+
+class _EpochWriter:
+    """What the leader writes after each epoch: the history, TensorBoard's scalars, the final (best, kept) checkpoints."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], trained_on: dict[str, Any], group: Group):
+        self.run_dir, self.config, self.leader = run_dir, config, group.leader
+        self.meta = {"training": config, "data": trained_on}
+        self.board = None
+        if config.get("tensorboard") and group.leader:
+            self.board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name))
+
+    def __enter__(self) -> _EpochWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.board is not None:
+            self.board.close()
+
+    def write(self, history: list[dict[str, Any]], model: nn.Module, improved: bool, temperature: float | None) -> None:
+        if not self.leader:
+            return
+        row, run_dir = history[-1], self.run_dir
+        epoch, architecture, arguments = row["epoch"], self.config["model"], self.config["arguments"]
+        rundir.write_history(run_dir, history)
+        if self.board is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.board.add_scalar(key, value, epoch)
+            self.board.flush()
+        meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **self.meta}
+        checkpoint.save(run_dir / rundir.FINAL, model, architecture, arguments, **meta)
+        if self.config.get("keep_epochs"):
+            checkpoint.save(run_dir / rundir.epoch_file(epoch), model, architecture, arguments, **meta)
+        if improved:
+            checkpoint.save(run_dir / rundir.BEST, model, architecture, arguments, **meta)
 
 
 def _quiet(line: str) -> None:
@@ -649,21 +677,7 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     if out is None and (launch := distributed.run_id()):
         out = rundir.launched_run_dir("ensemble", launch)
     record = {"presets": presets, "seed": seed, "data": data_spec, "data_dir": str(data_dir) if data_dir else None}
-
-    def claim() -> Path:
-        where = Path(out) if out else rundir.new_run_dir("ensemble")
-        if rundir.holds_ensemble(where):
-            made = rundir.read_json(where / rundir.ENSEMBLE, "an ensemble")
-            for key, value in record.items():
-                if made.get(key) != value:
-                    raise DigitrecError(f"this ensemble was made with {key} {made.get(key)!r}, not {value!r}; "
-                                        "choose another --out for a different ensemble", str(where))
-        else:
-            rundir.claim(where, "ensemble")
-            rundir.write_json(where / rundir.ENSEMBLE, {**record, "created": datetime.now().isoformat(timespec="seconds")})
-        return where
-
-    out = distributed.from_leader(group, claim)
+    out = distributed.from_leader(group, lambda: _claim_ensemble(out, record))
     for index in range(group.rank, members, group.size):
         member_dir = rundir.member_dir(out, index)
         label = f"member {index + 1}/{members}"
@@ -679,12 +693,34 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     if not group.leader:
         return RunResult(out, [])
     histories = [{**row, "member": index} for index in range(members) for row in rundir.read_history(rundir.member_dir(out, index))]
+    _combine(out, members, {"presets": presets, "members": members, "seed": seed}, data_spec, data_dir, log)
+    return RunResult(out, histories)
+
+
+def _claim_ensemble(out: str | Path | None, record: dict[str, Any]) -> Path:
+    """The ensemble's folder: a new one, or ``out`` made before with the same ``record`` (presets, seed, data)."""
+    where = Path(out) if out else rundir.new_run_dir("ensemble")
+    if rundir.holds_ensemble(where):
+        made = rundir.read_json(where / rundir.ENSEMBLE, "an ensemble")
+        for key, value in record.items():
+            if made.get(key) != value:
+                raise DigitrecError(f"this ensemble was made with {key} {made.get(key)!r}, not {value!r}; "
+                                    "choose another --out for a different ensemble", str(where))
+    else:
+        rundir.claim(where, "ensemble")
+        rundir.write_json(where / rundir.ENSEMBLE, {**record, "created": datetime.now().isoformat(timespec="seconds")})
+    return where
+
+
+def _combine(out: Path, members: int, training: dict[str, Any], data_spec: str, data_dir: str | Path | None,
+             log: Callable[[str], None]) -> None:
+    """The members' final models combined into ``out/final.safetensors`` (and its ONNX export), unless that is done."""
     finals = [rundir.member_dir(out, index) / rundir.FINAL for index in range(members)]
     digests = [file_digest(path) for path in finals]
     if (out / rundir.FINAL).is_file() and checkpoint.read_metadata(out / rundir.FINAL).get("members_sha256") == digests:
         log(f"{out}: already finished ({members} members); nothing to do")
         _export(out, log)
-        return RunResult(out, histories)
+        return
     loaded_members = [checkpoint.load(path) for path in finals]
     specs = [{"architecture": m.architecture, "arguments": m.meta["arguments"]} for m in loaded_members]
     ensemble = models.Ensemble(specs)
@@ -693,9 +729,8 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     meta = loaded_members[0].meta
     temperature = _training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
     checkpoint.save(out / rundir.FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
-                    training={"presets": presets, "members": members, "seed": seed}, data=meta["data"], members_sha256=digests)
+                    training=training, data=meta["data"], members_sha256=digests)
     _export(out, log)
-    return RunResult(out, histories)
 
 
 def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any,
@@ -732,30 +767,13 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
         if len(batch) < group.size:  # too few digits left to give every process one: the group skips them
             continue
         mine = batch[group.share(len(batch))]
-        x = images[mine]
-        shared = len(batch) // OUTLIER_SHARE if strangers is not None else 0
-        if strangers is not None:
-            drawn = torch.randint(len(strangers), (shared,), generator=state.generator)
-            x = torch.cat([x, strangers[drawn[group.share(shared)]]])
-        x = x.unsqueeze(1).float().div_(255)
-        if recipe.augment.active and epoch > recipe.plain_epochs:
-            rows = None
-            if group.size > 1:  # this process's digits and strangers among the global batch's draws
-                digits, others = range(len(batch))[group.share(len(batch))], range(shared)[group.share(shared)]
-                rows = torch.tensor([*digits, *(len(batch) + i for i in others)], dtype=torch.long)
-            x = random_warp(x, recipe.augment, state.generator, rows=rows, total=len(batch) + shared)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x, shared = _inputs(state, recipe, images, batch, mine, epoch, strangers, group)
         y = labels[mine]
         lr = state.schedule.at((epoch - 1) * steps + step)
         for group_of_params in optimizer.param_groups:
             group_of_params["lr"] = lr
         logits = forward(x)
-        logits, stranger_logits = logits[: len(mine)], logits[len(mine) :]
-        share = len(mine) * group.size / len(batch)  # 1 for a lone process
-        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * share + models.l2_penalty(net)
-        if len(stranger_logits):
-            stranger_share = len(stranger_logits) * group.size / shared
-            loss = loss + recipe.outliers * stranger_share * (stranger_logits.logsumexp(1) - stranger_logits.mean(1)).mean()
+        logits, loss = logits[: len(mine)], _loss(logits, y, net, recipe, len(batch), shared, group)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -777,6 +795,35 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
     if not math.isfinite(train_loss):
         raise FloatingPointError(f"the loss became {train_loss} in epoch {epoch}")
     return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "lr": lr}
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, net: nn.Module, recipe: Recipe, batch: int, shared: int, group: Group) -> torch.Tensor:
+    """This process's share of the batch's loss: its digits' cross-entropy, the L2 penalty, and its strangers' (the logits
+    past the digits') cross-entropy to the uniform distribution, each scaled so that DDP's average is the whole batch's."""
+    digits, strangers = logits[: len(y)], logits[len(y) :]
+    loss = F.cross_entropy(digits, y, label_smoothing=recipe.label_smoothing) * (len(y) * group.size / batch) + models.l2_penalty(net)
+    if len(strangers):
+        loss = loss + recipe.outliers * (len(strangers) * group.size / shared) * (strangers.logsumexp(1) - strangers.mean(1)).mean()
+    return loss
+
+
+def _inputs(state: RunState, recipe: Recipe, images: torch.Tensor, batch: torch.Tensor, mine: torch.Tensor, epoch: int,
+            strangers: torch.Tensor | None, group: Group) -> tuple[torch.Tensor, int]:
+    """This process's share of a global batch as the model takes it (float, channels last, augmented past the plain
+    epochs), its digits then its strangers; and how many strangers the whole batch holds."""
+    x = images[mine]
+    shared = len(batch) // OUTLIER_SHARE if strangers is not None else 0
+    if strangers is not None:
+        drawn = torch.randint(len(strangers), (shared,), generator=state.generator)
+        x = torch.cat([x, strangers[drawn[group.share(shared)]]])
+    x = x.unsqueeze(1).float().div_(255)
+    if recipe.augment.active and epoch > recipe.plain_epochs:
+        rows = None
+        if group.size > 1:  # this process's digits and strangers among the global batch's draws
+            digits, others = range(len(batch))[group.share(len(batch))], range(shared)[group.share(shared)]
+            rows = torch.tensor([*digits, *(len(batch) + i for i in others)], dtype=torch.long)
+        x = random_warp(x, recipe.augment, state.generator, rows=rows, total=len(batch) + shared)
+    return x.contiguous(memory_format=torch.channels_last), shared
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:

@@ -247,52 +247,42 @@ def _ready() -> int:
     return os.getpid()
 
 
-def create_app(model: str | Path | None = None, *, workers: int | None = None, max_body: int = MAX_BODY,
-               max_pixels: int = MAX_PIXELS, body_timeout: float = BODY_TIMEOUT,
-               threshold: float = predict.UNCERTAIN_BELOW) -> FastAPI:
-    """The page and the API over one model (None: the bundled one), read by ``workers`` processes (None: one per core).
+class _Readers:
+    """The pool of reading processes: started with the app, each with its own model; a fresh pool when one dies."""
 
-    The model is loaded here first, so that a bad one fails now, with one error; the reading
-    processes start with the app (or at its first reading) and load their own copies.
-    """
-    loaded = predict.load(model, threshold=threshold, threads=1)
-    meta, name = loaded.meta, _model_name(loaded)
-    workers = cores() if workers is None else workers
-    if workers < 1:
-        raise DigitrecError(f"{workers} workers: at least one process must read", "--workers")
-    options = (None if model is None else str(Path(model).resolve()), threshold, max_pixels)
-    pool: ProcessPoolExecutor | None = None
+    def __init__(self, workers: int, options: tuple[str | None, float, int]):
+        self.workers, self.options = workers, options
+        self.pool: ProcessPoolExecutor | None = None
 
-    def readers() -> ProcessPoolExecutor:
-        nonlocal pool
-        if pool is None:  # spawned, not forked: the server's threads and open sockets stay out of the readers
-            pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_reading, options)
-        return pool
+    def current(self) -> ProcessPoolExecutor:
+        if self.pool is None:  # spawned, not forked: the server's threads and open sockets stay out of the readers
+            self.pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"), _start_reading, self.options)
+        return self.pool
 
-    async def read(kind: str, value: Any, item_name: str, multi: bool, preprocessed: bool) -> dict[str, Any]:
-        nonlocal pool
-        current = readers()
+    async def read(self, kind: str, value: Any, item_name: str, multi: bool, preprocessed: bool) -> dict[str, Any]:
+        """One input of a request, read by the next free reading process."""
+        current = self.current()
         try:
             return await asyncio.get_running_loop().run_in_executor(current, _read, kind, value, item_name, multi, preprocessed)
         except BrokenProcessPool:
             # a reading process died (killed, or a decoder crashed): the next request gets a fresh pool
-            if pool is current:
-                pool = None
+            if self.pool is current:
+                self.pool = None
                 current.shutdown(wait=False, cancel_futures=True)
             raise ReaderStopped() from None
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         # every reading process started and its model loaded before the first request is taken
-        await asyncio.gather(*(loop.run_in_executor(readers(), _ready) for _ in range(workers)))
+        await asyncio.gather(*(loop.run_in_executor(self.current(), _ready) for _ in range(self.workers)))
         yield
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
-                  version=str(meta.get("versions", {}).get("digitrec", "")), lifespan=lifespan)
-    app.state.workers = workers
+
+def _answer_errors_in_json(app: FastAPI) -> None:
+    """Every error the app answers is a 4xx or 5xx with a JSON body ``{"error": "..."}``, never a page or a trace."""
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
@@ -312,16 +302,9 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
         where = ".".join(str(part) for part in first.get("loc", ()))
         return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
-    @app.get("/healthz", summary="liveness: ok once the model is loaded")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
-    @app.get("/api/model", summary="the loaded model's metadata")
-    async def model_info() -> dict[str, Any]:
-        provenance = meta.get("provenance", {})
-        return {"name": name, "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
-                "test_accuracy": provenance.get("test_accuracy"), "engine": loaded.engine.kind, "threshold": loaded.threshold,
-                "workers": workers, "metadata": meta}
+def _reading_routes(app: FastAPI, readers: _Readers, max_body: int, body_timeout: float) -> None:
+    """``POST /api/predict`` and ``/api/predict/batch``: bodies read within ``max_body`` bytes and ``body_timeout`` s."""
 
     # The readings are plain JSON already: returned as responses, they skip FastAPI's encoder (70 us a reading)
     @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any],
@@ -332,7 +315,7 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
         if len(inputs) != 1:
             raise BadRequest(400, f"one image per request here ({len(inputs)} given); use /api/predict/batch for several")
         item_name, kind, value = inputs[0]
-        return JSONResponse(await read(kind, value, item_name, multi, preprocessed))
+        return JSONResponse(await readers.read(kind, value, item_name, multi, preprocessed))
 
     @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any],
               openapi_extra=_request_body(batch=True))
@@ -344,7 +327,7 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
 
         async def one(item_name: str, kind: str, value: Any) -> dict[str, Any]:
             try:
-                return await read(kind, value, item_name, multi, preprocessed)
+                return await readers.read(kind, value, item_name, multi, preprocessed)
             except BadRequest as e:  # one bad input gets its own error; the others are still read
                 return {"error": str(e), "status": e.status}
             except ReaderStopped as e:
@@ -352,6 +335,39 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
 
         # the inputs spread over the reading processes, and come back in order
         return JSONResponse({"results": await asyncio.gather(*(one(*item) for item in inputs))})
+
+
+def create_app(model: str | Path | None = None, *, workers: int | None = None, max_body: int = MAX_BODY,
+               max_pixels: int = MAX_PIXELS, body_timeout: float = BODY_TIMEOUT,
+               threshold: float = predict.UNCERTAIN_BELOW) -> FastAPI:
+    """The page and the API over one model (None: the bundled one), read by ``workers`` processes (None: one per core).
+
+    The model is loaded here first, so that a bad one fails now, with one error; the reading
+    processes start with the app (or at its first reading) and load their own copies.
+    """
+    loaded = predict.load(model, threshold=threshold, threads=1)
+    meta, name = loaded.meta, _model_name(loaded)
+    workers = cores() if workers is None else workers
+    if workers < 1:
+        raise DigitrecError(f"{workers} workers: at least one process must read", "--workers")
+    readers = _Readers(workers, (None if model is None else str(Path(model).resolve()), threshold, max_pixels))
+    app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
+                  version=str(meta.get("versions", {}).get("digitrec", "")), lifespan=readers.lifespan)
+    app.state.workers = workers
+    _answer_errors_in_json(app)
+
+    @app.get("/healthz", summary="liveness: ok once the model is loaded")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/model", summary="the loaded model's metadata")
+    async def model_info() -> dict[str, Any]:
+        provenance = meta.get("provenance", {})
+        return {"name": name, "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
+                "test_accuracy": provenance.get("test_accuracy"), "engine": loaded.engine.kind, "threshold": loaded.threshold,
+                "workers": workers, "metadata": meta}
+
+    _reading_routes(app, readers, max_body, body_timeout)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
