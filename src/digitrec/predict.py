@@ -179,11 +179,12 @@ class Predictor:
             raise DigitrecError("an ONNX file holds no PyTorch module; load the checkpoint for that", str(self.engine.source))
         return TorchEngine.open(source).model
 
-    def _digits(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, and which of them are scans (:attr:`digitrec.images.Page.scan`)."""
-        read = [(page.digit, page.scan) for page in map(_page, _items(inputs))]  # each page let go once read
-        batch = np.stack([digit for digit, _ in read]) if read else np.zeros((0, images.FIELD, images.FIELD), np.uint8)
-        return batch, np.array([scan for _, scan in read], dtype=bool)
+    def _digits(self, inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inputs of any accepted kind -> uint8 ``(N, 28, 28)``, which of them are scans and which blank (:class:`digitrec.images.Page`)."""
+        read = [(page.digit, page.scan, page.blank) for page in map(_page, _items(inputs))]  # each page let go once read
+        batch = np.stack([digit for digit, _, _ in read]) if read else np.zeros((0, images.FIELD, images.FIELD), np.uint8)
+        scans, blanks = (np.array([row[i] for row in read], dtype=bool) for i in (1, 2))
+        return batch, scans, blanks
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """The model's calibrated class probabilities for uint8 MNIST-format digits ``(N, 28, 28)``, ink or not."""
@@ -211,9 +212,9 @@ class Predictor:
         The row of an input that holds no digit (no ink, or a broken model's NaN output) is all
         zeros: no digit is probable.
         """
-        digits, scans = self._digits(inputs)
+        digits, scans, blanks = self._digits(inputs)
         probabilities = self._probabilities(digits, scans)
-        probabilities[~_readable(digits, probabilities)] = 0.0
+        probabilities[blanks | ~np.isfinite(probabilities).all(axis=1)] = 0.0  # no digit is probable
         return probabilities
 
     def predict(self, inputs: Any) -> np.ndarray:
@@ -396,11 +397,6 @@ def _pooled(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """
     logs = [np.log(np.maximum(np.asarray(p, dtype=np.float64), 1e-300)) for p in (first, second)]  # float32 may hold exact 0s
     return np.exp(log_softmax((logs[0] + logs[1]) / 2)).astype(np.float32)
-
-
-def _readable(digits: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Which rows hold a digit to read: some ink, and probabilities that are numbers."""
-    return digits.reshape(len(digits), -1).any(axis=1) & np.isfinite(probabilities).all(axis=1)
 
 
 def _output_name(source: str, index: int) -> str:
