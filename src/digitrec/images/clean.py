@@ -11,17 +11,31 @@ import numpy as np
 
 from digitrec.images.ink import Ink, ink_of, near, stroke_width
 
+# Each tunable's measured reason, beside it: what the development sets read with it a quarter smaller and larger
+# (benchmarks/tunables.py; BENCHMARKS.md, "The reading pipeline's tunables"). "unchanged": no reading changes, so
+# these sets do not decide the value; the tests that describe its rule hold it.
 FRAME_RUN = 0.5  # a component of ink at least this fraction of the image both ways, around the rest of the ink, is a box ...
+#   ±25 %: unchanged
 FRAME_SHARE = 0.95  # ... when this much of it lies in (or beside) straight runs at least FRAME_RUN of its width (height), or ...
+#   ±25 %: unchanged
 FRAME_BAND = 0.15  # ... when within this fraction of its size from each of its four edges ...
+#   ±25 %: unchanged
 FRAME_SPAN = 0.9  # ... such runs span this much of the edge ...
+#   ±25 %: unchanged
 FRAME_THIN = 0.06  # ... in a line no thicker than this fraction of the box (a digit's stroke: about STROKE)
+#   ±25 %: unchanged
 FRAME_TILT = 6.0  # the runs may be tilted by up to this many degrees (a photo of a form)
+#   ±25 %: unchanged
 GRID_SPAN = 0.8  # straight lines across (or down) this much of the image ...
+#   ±25 %: 0.64 unchanged; 1.0 changes 1 reading
 GRID_LINES = 3  # ... this many or more of them are the lines of squared or ruled paper
+#   ±25 %: 2 unchanged; 4 changes 1 reading
 RING_CONTENT = 0.4  # a thin ring around ink at least this fraction of its height is drawn around a digit ...
+#   ±25 %: unchanged
 RING_SOLID = 0.9  # ... when, filled, it covers this much of its convex hull
+#   ±25 %: unchanged
 RULE_ASPECT = 6  # a piece of ink this many times wider than high is a line (under the ink: an underline)
+#   ±25 %: unchanged
 
 
 def _without_frames(ink: Ink) -> Ink:

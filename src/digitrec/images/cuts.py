@@ -13,11 +13,19 @@ from digitrec.images.field import digit, thickened
 from digitrec.images.ink import Ink, near, stroke_width
 from digitrec.mnist_format import BOX
 
+# Each tunable's measured reason, beside it: what the development sets read with it a quarter smaller and larger
+# (benchmarks/tunables.py; BENCHMARKS.md, "The reading pipeline's tunables"). "unchanged": no reading changes, so
+# these sets do not decide the value; the tests that describe its rule hold it.
 MERGE_OVERLAP = 0.5  # pieces of ink sharing this fraction of the narrower one's width in x are one digit
+#   ±25 %: 0.4 flags one non-digit fewer; 0.625 one MNIST digit more
 MIN_DIGIT = 0.25  # groups smaller both ways than this fraction of the tallest (dots, commas) are no digits
+#   ±25 %: 0.2 unchanged; 0.3125 loses a number
 RULE_LENGTH = 1.5  # a line (RULE_ASPECT) this many times longer than the tallest piece is high is part of no digit
+#   ±25 %: unchanged
 NARROWEST = 0.4  # a digit is at least this fraction of its height wide (MNIST's 1s: median 0.35 with the pen)
+#   ±25 %: 0.32 loses a number in each numbers set; 0.5 reads one more of numbers-dev2
 MOST_TOUCHING = 4  # a group of ink is read as at most this many touching digits
+#   ±25 %: unchanged
 ROW_HEIGHT = 28  # the row reader's input is this many px high, its ink BOX px high and centred ...
 ROW_MARGIN = 2  # ... with this many px of paper left and right, and a width a multiple of ROW_STEP
 ROW_STEP = 4

@@ -17,6 +17,8 @@ from digitrec.mnist_format import FIELD, PIXELS
 
 WORK_PIXELS = 160 * 160  # the ink is found on at most about this many pixels: a digit holds no more detail, a wide
 # number keeps its height (every development set reads as well as at 192 or 224 px a side, at 128 px two real images fewer)
+#   ±25 % (benchmarks/tunables.py): 0.8x flags a real digit and loses a number of numbers-dev2; 1.25x reads one more
+#   there and flags one more non-digit, for 1.56x the pixels to filter
 MAX_PIXELS = 150_000_000  # larger images are refused before decoding (decompression bombs); 108 MP phone photos pass
 ORIENTATION = 0x0112  # the EXIF tag
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")

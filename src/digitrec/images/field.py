@@ -16,9 +16,15 @@ from PIL import Image
 from digitrec.images.ink import Ink, near, stroke_width
 from digitrec.mnist_format import BOX, FIELD
 
+# Each tunable's measured reason, beside it: what the development sets read with it a quarter smaller and larger
+# (benchmarks/tunables.py; BENCHMARKS.md, "The reading pipeline's tunables"). "unchanged": no reading changes, so
+# these sets do not decide the value; the tests that describe its rule hold it.
 INK_THRESHOLD = 0.25  # fraction of the full ink level that counts as ink when cropping
+#   ±25 %: 1 and 4 readings change, MNIST's digits as images within one either way
 STROKE = 0.125  # MNIST's median pen width over the digit's longer side (by stroke_width); thinner pens are thickened to it
+#   ±25 %: 0.1: 2 real digits flagged, 1 wrong, a number of numbers-dev2 lost; 0.156: 1 more MNIST digit wrong
 FINE = 4 * BOX  # a crop smaller than this is enlarged before thickening
+#   ±25 %: 64 changes 10 readings; 100 flags a real digit and loses a number of numbers-dev2
 SCAN_TURNS = (-8.0, 8.0)  # a scan's digit is also read turned by each of these angles (degrees; see views)
 
 

@@ -19,19 +19,35 @@ import numpy as np
 from digitrec.images.decode import LUMA, WORK_PIXELS
 
 SAMPLE = 1 << 15  # order statistics (medians, quantiles) of a big image are taken on at most about this many pixels
+# Each tunable's measured reason, beside it: what the development sets read with it a quarter smaller and larger
+# (benchmarks/tunables.py; BENCHMARKS.md, "The reading pipeline's tunables"). "unchanged": no reading changes, so
+# these sets do not decide the value; the tests that describe its rule hold it.
 BOX_FILL = 0.9  # an opaque part filling this much of its bounding box inside a transparent frame is a picture, not strokes
+#   ±25 %: unchanged
 BOX_CONTRAST = 0.25  # ... when this many levels (of 1) from its median colour
+#   ±25 %: unchanged
 BOX_INK = 0.01  # ... lie at least this fraction of its pixels
+#   ±25 %: unchanged
 FAR_FRACTION = 0.005  # the pixels farthest from the paper colour give the colour axis of the ink
+#   ±25 %: unchanged
 TAIL_TIE = 1.5  # ink's extreme within this factor of the other side's: a tie (see _ink_side)
+#   ±25 %: 1.2 reads 2 more of MNIST's digits as images wrong; 1.875 unchanged
 SCAN_SIDE = 64  # an image no bigger than this is a scan or a crop: flat paper, soft strokes (see ink_levels)
+#   ±25 %: unchanged (the scans are 8-32 px, the photos 100 px and more)
 SCAN_FAINT = 0.25  # ... whose strokes reach down to this fraction of Otsu's threshold
+#   ±25 %: unchanged
 MIN_CONTRAST = 0.04  # ink must differ from the paper by ~10 grey levels, or the page is blank
+#   ±25 %: unchanged
 MIN_SNR = 5.0  # ... and by this many times the paper's noise, or it is grain, not ink
+#   ±25 %: 4 changes 1 reading; 6.25 loses a number of numbers-dev
 MIN_PAPER = 32  # pixels of paper, away from the strokes, needed to measure its noise
+#   ±25 %: unchanged
 SPECK = 0.05  # components under this fraction of the largest one's area are dust or noise
+#   ±25 %: 0.04 loses a number of numbers-dev; 0.0625 flags one non-digit more
 DOT = 8  # ink spanning fewer of the image's own pixels than this ...
+#   ±25 %: unchanged
 DOT_FRACTION = 0.25  # ... and less than this fraction of its longer side is a dot or a speck on a blank page, no digit
+#   ±25 %: unchanged
 SQUARE = np.ones((3, 3), np.uint8)
 
 
