@@ -491,15 +491,17 @@ def compared_timing(bench: Bench, against: Path) -> None:
                         best[label][i] = min(best[label][i], readers[label].ms(path, multi))
             for label, ms in best.items():
                 rows.append([f"{name}{' --multi' if multi else ''}", label, len(ms), f"{np.median(ms):.2f}",
-                             f"{np.percentile(ms, 90):.2f}", f"{ms.max():.1f}", f"{ms.mean():.2f}"])
+                             f"{np.percentile(ms, 90):.2f}", f"{ms.max():.1f}", f"{ms.mean():.2f}", ""])
+            per_image = best["now"] / best["before"]
             rows.append([f"{name}{' --multi' if multi else ''}", "ratio now / before", "",
                          f"{np.median(best['now']) / np.median(best['before']):.3f}", "", "",
-                         f"{best['now'].mean() / best['before'].mean():.3f}"])
+                         f"{best['now'].mean() / best['before'].mean():.3f}",
+                         f"{np.median(per_image):.3f} ({np.percentile(per_image, 25):.3f}-{np.percentile(per_image, 75):.3f})"])
     finally:
         for reader in readers.values():
             reader.close()
     table(f"Time per image, one image per call, the two codes taking turns, best of {bench.args.passes} passes (ms)",
-          ["set", "code", "n", "median", "p90", "max", "mean"], rows, align="ll")
+          ["set", "code", "n", "median", "p90", "max", "mean", "per image: median ratio (quartiles)"], rows, align="ll")
 
 
 def timing_section(bench: Bench) -> None:
