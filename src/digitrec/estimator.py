@@ -46,7 +46,7 @@ def as_mnist_images(X: Any, estimator: BaseEstimator | None = None) -> np.ndarra
 
     X = check_array(X, dtype="numeric", allow_nd=True, input_name="X", estimator=estimator)
     if X.shape in ((FIELD, FIELD), (FIELD, FIELD, 1), (FIELD, FIELD, 3)):
-        raise ValueError(f"X must hold one digit per sample, shaped (N, 784) or (N, 28, 28); got shape {X.shape}; "
+        raise ValueError(f"X must hold one digit per sample, shaped (N, {PIXELS}) or (N, {FIELD}, {FIELD}); got shape {X.shape}; "
                          "one image is X[np.newaxis]")
     try:
         images = digit_batch(X)
