@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, features
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, TooLarge
 from digitrec.images import Page, open_image, to_mnist
 
 REALWORLD = Path(__file__).parents[1] / ".." / "shared" / "data" / "realworld-dev"
@@ -253,6 +253,27 @@ def test_unreadable_files_give_one_line_errors_naming_the_file(tmp_path: Path, n
         to_mnist(path)
     assert excinfo.value.source == str(path)
     assert reason in excinfo.value.reason and "\n" not in str(excinfo.value)
+
+
+def test_a_caller_sets_a_lower_pixel_limit_which_the_header_alone_decides(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(_png_header_only(2_000, 1_000))  # no pixel data: decoding would fail, the limit refuses it first
+    with pytest.raises(TooLarge, match="2000x1000 pixels, more than the 1,000,000 accepted"):
+        Page.of(path, max_pixels=1_000_000)
+    drawing(SEVEN).save(path)
+    assert Page.of(path, max_pixels=200 * 200).digit.any()
+
+
+def test_a_page_is_read_once_however_it_is_asked(tmp_path: Path) -> None:
+    path = tmp_path / "seven-oh.png"
+    _number(SEVEN, ZERO).save(path)
+    page = Page.of(path)
+    assert page.source == str(path) and page.count == 2 and not page.blank
+    assert page.options is page.options and page.row is page.row  # made on first use, then kept
+    assert [len(group[0]) for group in page.options] == [1, 1] and page.row.shape[0] == 28
+    assert [caption for caption, _ in page.steps][:3] == ["image", "ink axis", "paper removed"]
+    digit = Page.mnist(page.digit)
+    assert digit.digit is page.digit and digit.count == 1 and digit.row is None and digit.steps == []
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

@@ -628,3 +628,16 @@ def test_straight_lines_that_frame_no_digit_are_ink():
     for page in (zero, four, grid, dotted):
         ink = Page.of(page).ink
         assert ink.keep[ink.components.labels].sum() == (page == 0).sum()  # every stroke kept
+
+
+def test_a_page_reads_as_the_file_it_was_decoded_from(tmp_path: Path):
+    from digitrec.images import Page
+
+    path = tmp_path / "five.png"
+    Image.fromarray(printed_page("5")).save(path)
+    reader = digitrec.load()
+    for multi in (False, True):
+        (from_page,), (from_file,) = reader.read([Page.of(path)], multi=multi), reader.read([path], multi=multi)
+        assert from_page.source == from_file.source == str(path)
+        assert from_page.to_dict() == from_file.to_dict() and np.array_equal(from_page.seen, from_file.seen)
+    assert np.array_equal(reader.predict_proba([Page.of(path)]), reader.predict_proba([path]))
