@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from digitrec.images import clean, cuts, field, ink
 from digitrec.images.decode import MAX_PIXELS, pixels_of
+
+
+class _kept:
+    """A property made on first use and kept in the instance: :func:`functools.cached_property` less the lock that
+    Python 3.11's takes at every first use. With the lock a 32 px scan took 6.51 M instructions to read, against
+    6.12 M before the Page; without it, 6.13 M (callgrind, PYTHONHASHSEED=0, BENCHMARKS.md)."""
+
+    def __init__(self, make: Callable[[Any], Any]):
+        self.make, self.name, self.__doc__ = make, make.__name__, make.__doc__
+
+    def __get__(self, page: Any, owner: type | None = None) -> Any:
+        if page is None:
+            return self
+        value = page.__dict__[self.name] = self.make(page)  # found in the instance from now on, before this descriptor
+        return value
 
 
 class _Found(NamedTuple):
@@ -50,7 +65,7 @@ class Page:
         """A uint8 28x28 digit already in MNIST's format (white on black, centred): read as it is, never cut."""
         return cls(None, source, digit)
 
-    @functools.cached_property
+    @_kept
     def _found(self) -> _Found:
         assert self._pixels is not None, "a Page.mnist digit has no steps to its ink"
         pixels, self._pixels = self._pixels, None  # (a big image's own pixels are needed no longer)
@@ -70,38 +85,38 @@ class Page:
         """The page's ink at working size: its map (0-1), components and which of them are kept."""
         return self._found.ink
 
-    @functools.cached_property
+    @_kept
     def scan(self) -> bool:
         """Whether the image is a scan or a crop (at most ``SCAN_SIDE`` px), read as MNIST's recipe reads it."""
         return self._digit is None and self.ink.scan
 
-    @functools.cached_property
+    @_kept
     def digit(self) -> np.ndarray:
         """The image as one digit in MNIST's format: 28x28 uint8, all zeros where it holds no ink."""
         return self._digit if self._digit is not None else field.whole(self.ink)
 
-    @functools.cached_property
+    @_kept
     def blank(self) -> bool:
         """Whether the page holds no ink to read (a blank page, or one whose only marks are dust or ruled lines)."""
         return not self.digit.any()
 
-    @functools.cached_property
+    @_kept
     def count(self) -> int:
         """How many separate groups of ink the page holds (touching digits count as one): 1 for a digit, 0 for a blank."""
         return 1 if self._digit is not None else len(cuts.groups(self.ink))
 
-    @functools.cached_property
+    @_kept
     def _number(self) -> tuple[ink.Ink, list[cuts.Group]]:
         """The ink read as a written number, without the rule lines through its row, and its groups left to right."""
         row_ink = clean.without_rules(self.ink)
         return row_ink, cuts.groups(row_ink)
 
-    @functools.cached_property
+    @_kept
     def options(self) -> list[list[list[np.ndarray]]]:
         """Each group of ink left to right, as the ways it may be read (:func:`digitrec.images.cuts.options`)."""
         return [[[self._digit]]] if self._digit is not None else cuts.options(*self._number)
 
-    @functools.cached_property
+    @_kept
     def row(self) -> np.ndarray | None:
         """The row reader's input (:func:`digitrec.images.cuts.row`); None for a blank page or a digit in MNIST's format."""
         return None if self._digit is not None else cuts.row(*self._number)
