@@ -65,9 +65,10 @@ def _as_flags() -> Iterator[None]:
 
 
 def _recipe_options(args: argparse.Namespace) -> dict[str, object]:
-    from digitrec.plans import RECIPE_FIELDS
+    """The recipe fields given on the command line: the options :func:`_add_train` made from the same list."""
+    from digitrec.recipes import options
 
-    return {name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name, None) is not None}
+    return {option.name: getattr(args, option.name) for option in options() if getattr(args, option.name, None) is not None}
 
 
 @contextlib.contextmanager
