@@ -203,6 +203,11 @@ class RunState:
     correct: torch.Tensor | None = None
     seconds: float = 0.0  # the time that epoch has taken so far
 
+    @property
+    def model_for_use(self) -> nn.Module:
+        """What is measured and saved: the weights' moving average where the recipe keeps one, else the weights."""
+        return self.ema.model if self.ema is not None else self.net
+
     def save(self, path: Path, rngs: list[torch.Tensor]) -> None:
         checkpoint.save_state(path, {
             "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -456,7 +461,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
             row["elapsed"] = elapsed
             history.append(row)
             log(_epoch_line(row, recipe.epochs))
-            writer.write(history, state.ema.model if state.ema is not None else state.net, improved, temperature)
+            writer.write(history, state.model_for_use, improved, temperature)
             _save_state(state, run_dir, group)
             if state.stopped_early(recipe):
                 log(f"early stopping: no validation gain for {state.since_best} epochs")
@@ -501,7 +506,7 @@ def _measure(state: RunState, recipe: Recipe, row: dict[str, Any], epoch: int, t
     distributed.average_buffers(state.net, group)
     if state.ema is not None:
         distributed.average_buffers(state.ema.model, group)
-    model_for_use = state.ema.model if state.ema is not None else state.net
+    model_for_use = state.model_for_use
     temperature = None
     if val_set is not None:
         val_logits = _logits(model_for_use, val_set.images, dev, group)
