@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import pty
 import re
@@ -15,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cv2
@@ -108,6 +106,15 @@ def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
         start = rng.integers(2, 8)
         images[i, row : row + 2, start : start + 16] = 255
     return images, labels.astype(np.uint8)
+
+
+def mnist_npz_file(path: Path, mnist_dir: Path, count: int) -> Path:
+    """A Keras-style npz of MNIST's first ``count`` training digits (and as many test digits, at most 100)."""
+    from digitrec import data
+
+    train, test = data.load_mnist("train", mnist_dir, download=False), data.load_mnist("test", mnist_dir, download=False)
+    np.savez(path, x_train=train.images[:count], y_train=train.labels[:count], x_test=test.images[:100], y_test=test.labels[:100])
+    return path
 
 
 def synthetic_npz_file(path: Path, count: int, seed: int, test: int = 100) -> Path:
@@ -211,14 +218,6 @@ class Terminal:
         return "\n".join(line for line in lines if line and not re.search(r"\| *\d+/\d+ \[", line))
 
 
-def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def refuses_other_models(opener: Callable[[Path], object], kind: str, tmp_path: Path) -> None:
     """``opener`` takes neither the digit model's ONNX file nor a pickle for a ``kind``: one line says which it is not."""
     with pytest.raises(DigitrecError, match=f"not a digitrec {kind}"):
@@ -231,7 +230,7 @@ def refuses_other_models(opener: Callable[[Path], object], kind: str, tmp_path: 
 
 def printed_page(char: str, side: int = 120) -> np.ndarray:
     """``char`` printed in black on a white page, as a user's image: in DejaVu where the machine has it (the detector
-    never learned from it: tools/train_detector.py draws STIX, Computer Modern and Hershey), else in Pillow's own font."""
+    never learned from it: digitrec.synthetic.pages draws STIX, Computer Modern and Hershey), else in Pillow's own font."""
     from PIL import Image, ImageDraw, ImageFont
 
     size = side * 2 // 3

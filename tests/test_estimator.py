@@ -168,6 +168,7 @@ BAD_PARAMETERS = {
     "model and recipe": ({"model": "digitnet", "recipe": "fast"}, "not both"),
     "unknown model": ({"model": "resnet"}, "unknown model 'resnet'; `digitrec models` lists"),
     "ensemble": ({"model": "ensemble"}, "'ensemble' is combined from trained models"),
+    "the row reader": ({"model": "rows"}, "'rows' is not a digit classifier"),
     "unknown recipe": ({"recipe": "turbo"}, "unknown preset 'turbo'; choose from fast, balanced, default"),
     "zero epochs": ({"recipe": "fast", "epochs": 0}, r"epochs: must be a whole number in \[1, inf\), got 0"),
     "fractional epochs": ({"recipe": "fast", "epochs": 1.5}, "epochs must be a whole number"),

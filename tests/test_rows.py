@@ -1,4 +1,4 @@
-"""The row reader: what it is given (a row of ink, fitted), how its output becomes digits, and the tool that trains it."""
+"""The row reader: what it is given (a row of ink, fitted), how its output becomes digits, and `digitrec train --model rows`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import flagged_one, load_tool, refuses_other_models
+from conftest import flagged_one, mnist_npz_file, refuses_other_models, run_cli
+from PIL import Image
 
 from digitrec import data, images, rows
 from digitrec.rows import BLANK, RowReader, decode, digit_frames, sequence_probability
+from digitrec.synthetic import rows as synthetic_rows
 
 
 def _frames(*classes: int, sure: float = 8.0) -> np.ndarray:
@@ -97,21 +99,22 @@ def test_only_a_row_reader_is_taken_for_one(tmp_path: Path):
     refuses_other_models(RowReader, "row reader", tmp_path)
 
 
-def test_the_trainer_writes_a_row_reader_the_package_loads(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    tool = load_tool("train_rows")
-    monkeypatch.setenv("DIGITREC_DATA", str(mnist_dir))
-    out = tmp_path / "rows.onnx"
-    tool.main(["--steps", "3", "--digits", "600", "--held-out", "50", "--out", str(out)])
-    reader = RowReader(out)
-    provenance = reader.meta["provenance"]
-    assert provenance["steps"] == 3 and provenance["held_out_rows"] == 50 and provenance["train_data"]["digits"] == 500
-    row, text = tool.synthetic_row(np.random.default_rng(0), *_mnist_digits(mnist_dir))
-    assert row.shape[0] == images.ROW_HEIGHT and 1 <= len(text) <= tool.MOST_DIGITS
-    assert reader.logits(row).shape == (BLANK + 1, row.shape[1] // 2)
+def test_a_row_reader_trained_by_digitrec_train_is_read_by_the_package_and_predict(tmp_path: Path, mnist_dir: Path):
+    npz = mnist_npz_file(tmp_path / "digits.npz", mnist_dir, 480)
+    trained = run_cli("train", "--model", "rows", "--data", f"npz:{npz}", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    reader = RowReader(tmp_path / "run")  # a run directory is read through its export
+    assert reader.meta["kind"] == rows.KIND and reader.meta["training"]["model"] == "rows" and 0.1 < reader.temperature < 10
+    row, text = synthetic_rows.row(np.random.default_rng(0), *_mnist_digits(mnist_dir))
+    assert row.shape[0] == images.ROW_HEIGHT and 1 <= len(text) <= synthetic_rows.MOST_DIGITS
+    assert reader.logits(row).shape == (BLANK + 1, row.shape[1] // 2)  # its width is the row's, whatever it is
+    page = tmp_path / "page.png"
+    Image.fromarray(np.full((60, 120), 255, np.uint8)).save(page)
+    assert run_cli("predict", "--multi", "--rows", str(tmp_path / "run"), str(page)).returncode == 0
+    as_digits = run_cli("predict", str(tmp_path / "run"), str(page))
+    assert as_digits.returncode == 2 and "a row reader, not a digit model" in as_digits.stderr
 
 
 def _mnist_digits(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from digitrec import data
-
     test = data.load_mnist("test", mnist_dir, download=False)
     return test.images[:100], test.labels[:100]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import mnist_npz_file
 
-from digitrec import checkpoint, models, plans, training
+from digitrec import checkpoint, models, plans, rundir, training
 from digitrec.errors import DigitrecError
 from digitrec.recipes import Augment, Recipe
 
@@ -385,4 +386,40 @@ def test_a_run_whose_config_names_an_unknown_model_is_one_line(tmp_path: Path, s
 def test_an_unknown_device_is_refused_before_anything_is_written(tmp_path: Path, synthetic_npz: Path, device: str):
     with pytest.raises(DigitrecError, match=f"unknown device '{device}'; choose auto, cpu, cuda, cuda:N or mps"):
         _train(tmp_path, synthetic_npz, device=device)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model", ["rows", "detector"])
+def test_the_row_reader_and_the_detector_train_as_every_model_does_and_resume_exactly(tmp_path: Path, mnist_dir: Path, model: str):
+    """Their synthetic rows and pages are drawn from the seed and the step alone: a run stopped and resumed draws the same."""
+    npz = mnist_npz_file(tmp_path / "digits.npz", mnist_dir, 480)
+    plan = plans.resolve(model, epochs=2, batch_size=32)
+    whole = training.train(plan, data_spec=f"npz:{npz}", out=tmp_path / "whole", progress=False, log=lambda line: None)
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(plan, data_spec=f"npz:{npz}", out=tmp_path / "cut", progress=False, log=interrupt_in_epoch_2)
+    resumed = training.resume(tmp_path / "cut", progress=False, log=lambda line: None)
+    assert numbers(resumed.history) == numbers(whole.history)
+    assert {"val_loss", "val_accuracy"} <= set(whole.history[-1])
+    x = torch.rand(2, 1, 28, 40 if model == "rows" else 28)
+    with torch.no_grad():
+        assert torch.equal(checkpoint.load(resumed.final).model(x), checkpoint.load(whole.final).model(x))
+    meta = checkpoint.read_metadata(whole.final)
+    assert meta["kind"] == ("row reader" if model == "rows" else "digit detector")
+    assert ("temperature" if model == "rows" else "threshold") in meta
+    assert (whole.run_dir / rundir.EXPORT).is_file()
+
+
+@pytest.mark.parametrize(("model", "field", "value"), [("rows", "outliers", 0.5), ("detector", "rotation", 10.0),
+                                                       ("detector", "flagged_ones", 0.2), ("rows", "validation", 0.0)])
+def test_a_recipe_field_the_row_reader_or_detector_would_ignore_is_refused_before_anything_is_written(
+        tmp_path: Path, synthetic_npz: Path, model: str, field: str, value: float):
+    with pytest.raises(DigitrecError) as refused:
+        training.train(plans.resolve(model, **{field: value}), data_spec=f"npz:{synthetic_npz}", out=tmp_path / "run",
+                       progress=False, log=lambda line: None)
+    assert refused.value.source == field
     assert not (tmp_path / "run").exists()

@@ -2,8 +2,9 @@
 
 A model trained to choose among ten digits must choose one, and softmax confidence does not say
 when none is there: letters, signs, icons and scribbles are often read at 99 %. The detector
-(``tools/train_detector.py``) learned from MNIST's digits and from letters, signs, scribbles and
-shapes, each brought into MNIST's format as digitrec brings a user's image, to tell the two apart.
+(``digitrec train --model detector``; :class:`digitrec.tasks.DetectorTask`) learned from MNIST's
+digits and from letters, signs, scribbles and shapes, each brought into MNIST's format as digitrec
+brings a user's image, to tell the two apart.
 It reads the same 28x28 input as the digit model and gives one score; above the threshold in its
 metadata (set so that 1 in 2,000 held-out training digits lie above it), the input is not a digit.
 """
@@ -23,11 +24,11 @@ KIND = "digit detector"  # what the ONNX file's digitrec metadata says it is
 
 
 class Detector:
-    """A digit detector in an ONNX file, with its threshold."""
+    """A digit detector in an ONNX file (or a run directory's export), with its threshold."""
 
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
         self.source = Path(path)
-        self.session, self.meta = onnx_asset(self.source, KIND, "tools/train_detector.py", threads)
+        self.session, self.meta = onnx_asset(self.source, KIND, "digitrec train --model detector", threads)
         if not isinstance(self.meta.get("threshold"), int | float):
             raise DigitrecError("a digit detector without a threshold in its metadata", str(path))
         self.threshold = float(self.meta["threshold"])

@@ -135,10 +135,15 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)):
                 raise ValueError(f"{field} must be a whole number, got {value!r}")
         try:
-            return plans.resolve(self.model, self.recipe, epochs=None if self.epochs is None else int(self.epochs), lr=self.lr,
+            plan = plans.resolve(self.model, self.recipe, epochs=None if self.epochs is None else int(self.epochs), lr=self.lr,
                                  batch_size=None if self.batch_size is None else int(self.batch_size))
         except DigitrecError as e:
             raise ValueError(str(e)) from None
+        from digitrec import models
+
+        if models.REGISTRY[plan.model].task != "digits":
+            raise ValueError(f"model {plan.model!r} is not a digit classifier: it works beside one (digitrec train --model {plan.model})")
+        return plan
 
     def _new_run_dir(self, model: str) -> Path:
         """A new, empty run directory: created atomically, so parallel fits (``n_jobs``) never share one."""

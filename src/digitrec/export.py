@@ -15,22 +15,23 @@ from typing import Any
 
 import torch
 
-from digitrec import checkpoint
+from digitrec import checkpoint, models
 from digitrec.files import atomic_write, check_output_file
 from digitrec.inference import METADATA_KEY, file_digest
-from digitrec.mnist_format import FIELD
 from digitrec.rundir import default_export_path
 
 OPSET = 17
 
 
 def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
-    """Write the model as ONNX (input ``images``: float32 ``(N, 1, 28, 28)``, pixel / 255; output ``logits``)."""
+    """Write the model as ONNX: a digit model's input is ``images``, float32 ``(N, 1, 28, 28)``, pixel / 255, and its output
+    ``logits``; the row reader and the digit detector take and give what their registry entry says."""
     target = check_output_file(Path(out) if out else default_export_path(model_path))
     source = checkpoint.resolve(model_path)
     loaded = checkpoint.load(source)
+    spec = models.REGISTRY[loaded.architecture]
     meta = {**loaded.meta, "exported_from": source.name, "exported_from_sha256": file_digest(source)}
-    write_onnx(loaded.model, torch.zeros(1, 1, FIELD, FIELD), target, meta, {"images": {0: "batch"}, "logits": {0: "batch"}})
+    write_onnx(loaded.model, torch.zeros(spec.example), target, meta, spec.io)
     return target
 
 

@@ -85,6 +85,9 @@ class Engine:
     kind = ""
 
     def __init__(self, source: Path, meta: dict[str, Any]):
+        if meta.get("kind"):  # the row reader and the digit detector are trained as models are, but read no digit alone
+            raise DigitrecError(f"a {meta['kind']}, not a digit model: digitrec uses it beside one "
+                                "(predict's --rows or --detector)", str(source))
         self.source = source
         self.meta = meta
 
@@ -180,8 +183,11 @@ def onnx_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
 
 
 def onnx_asset(path: Path, kind: str, tool: str, threads: int | None = 1) -> tuple[onnxruntime.InferenceSession, dict[str, Any]]:
-    """A model that works beside the digit model (the row reader, the digit detector): ONNX Runtime on its file and
-    its digitrec metadata, which must say it is a ``kind``; else a one-line error naming ``tool``, which writes one."""
+    """A model that works beside the digit model (the row reader, the digit detector): ONNX Runtime on its file (a run
+    directory: its export) and its digitrec metadata, which must say it is a ``kind``; else a one-line error naming
+    ``tool``, which writes one."""
+    if path.is_dir():
+        path = path / rundir.EXPORT
     session = onnx_session(path, threads)
     not_one = f"not a digitrec {kind} ({tool} writes one)"
     meta = digitrec_metadata(session.get_modelmeta().custom_metadata_map, str(path), not_one)

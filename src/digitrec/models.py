@@ -2,20 +2,24 @@
 
 Each entry is a builder plus the recipe its report trained it with. Seed models keep their
 original Keras layers (``docs/seed-models.md`` gives the source of every layer and number) and
-Keras' initialisation; they return logits, and softmax lives in the loss. All models take
-``(N, 1, 28, 28)`` float images scaled to [0, 1].
+Keras' initialisation; they return logits, and softmax lives in the loss. The digit models take
+``(N, 1, 28, 28)`` float images scaled to [0, 1]; the two models that work beside them (the row
+reader and the digit detector) say in their entry what they take and give, and which task of
+:mod:`digitrec.tasks` trains them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from digitrec.mnist_format import FIELD, PIXELS
-from digitrec.recipes import DIGITNET_RECIPE, Augment, Recipe
+from digitrec.recipes import DETECTOR_RECIPE, DIGITNET_RECIPE, ROWS_RECIPE, Augment, Recipe
+
+DIGITS_IN = {"images": {0: "batch"}, "logits": {0: "batch"}}  # a digit model's ONNX input and output, with their dynamic axes
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,18 @@ class ModelSpec:
     reported: str = ""  # the accuracy its report claims, for comparison
     composite: bool = False  # built from other trained models, never from scratch
     data: str = "mnist"  # what its report trained on (a data spec): its replay trains on the same
+    task: str = "digits"  # what it learns, and so how it is trained and measured (digitrec.tasks)
+    example: tuple[int, ...] = (1, 1, FIELD, FIELD)  # an input of the shape it takes, for the ONNX export
+    io: dict[str, dict[int, str]] = field(default_factory=lambda: DIGITS_IN)  # its ONNX input and output names, their dynamic axes
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, build: Callable[..., nn.Module], recipe: Recipe, summary: str, reported: str = "",
-             composite: bool = False, data: str = "mnist") -> None:
-    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported, composite, data)
+             composite: bool = False, data: str = "mnist", **shape: object) -> None:
+    """Add an architecture; ``shape`` (``task``, ``example``, ``io``) where it is not a digit model."""
+    REGISTRY[name] = ModelSpec(name, build, recipe, summary, reported, composite, data, **shape)
 
 
 def create(name: str, **arguments) -> nn.Module:
@@ -327,3 +335,49 @@ class Ensemble(nn.Module):
 
 register("ensemble", Ensemble, DIGITNET_RECIPE, "several trained models averaging their probabilities (digitrec ensemble)",
          composite=True)
+
+
+# --- the models that work beside a digit model ------------------------------------------------
+
+
+def _conv_bn(cin: int, cout: int, kernel: int | tuple[int, int] = 3, padding: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+ROW_CLASSES = 11  # ten digits, then CTC's blank
+
+
+class RowNet(nn.Module):
+    """The row reader: six 3x3 convolutions (16, 32, 64 channels; pooled to 7 rows and one column in two), the height
+    collapsed, then two 1-D convolutions over the columns (5 wide each: each column sees about two digits either side)
+    and 11 classes. ``(N, 1, 28, W)`` (a row as :attr:`digitrec.images.Page.row` gives it, as high as MNIST's field)
+    -> ``(N, 11, W / 2)``: a column of logits for every 2 px of the row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*_conv_bn(1, 16), *_conv_bn(16, 16), nn.MaxPool2d(2), *_conv_bn(16, 32), *_conv_bn(32, 32),
+                                      nn.MaxPool2d((2, 1)), *_conv_bn(32, 64), *_conv_bn(64, 64), *_conv_bn(64, 128, (FIELD // 4, 1), 0))
+        self.columns = nn.Sequential(nn.Conv1d(128, 128, 5, padding=2), nn.ReLU(inplace=True),
+                                     nn.Conv1d(128, 128, 5, padding=2), nn.ReLU(inplace=True), nn.Conv1d(128, ROW_CLASSES, 1))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.columns(self.features(rows).squeeze(2))
+
+
+class DetectorNet(nn.Module):
+    """The digit detector: three 3x3 convolutions (``width``, twice and four times as many channels; pooled twice), the
+    strongest response of each, and one score. ``(N, 1, 28, 28)`` -> ``(N, 1)``; high: not a digit."""
+
+    def __init__(self, width: int = 24) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*_conv_bn(1, width), nn.MaxPool2d(2), *_conv_bn(width, 2 * width), nn.MaxPool2d(2),
+                                    *_conv_bn(2 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+register("rows", RowNet, ROWS_RECIPE, "the row reader: reads a written number uncut (CTC over synthetic rows of MNIST digits)",
+         task="rows", example=(1, 1, FIELD, 64), io={"rows": {0: "batch", 3: "width"}, "logits": {0: "batch", 2: "columns"}})
+register("detector", DetectorNet, DETECTOR_RECIPE, "the digit detector: tells a digit from letters, signs, scribbles, shapes",
+         task="detector", io={"images": {0: "batch"}, "scores": {0: "batch"}})

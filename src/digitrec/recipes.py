@@ -162,3 +162,12 @@ class Recipe:
 # digitrec's own recipe: one-cycle SGD with Nesterov momentum, label smoothing and batch augmentation.
 DIGITNET_RECIPE = Recipe(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, batch_size=128, epochs=20, schedule="onecycle",
                          warmup=0.2, label_smoothing=0.1, validation=0.0, augment=Augment(rotation=10, zoom=0.1, shift=0.1))
+
+# The row reader (digitrec.tasks.RowsTask): an epoch is as many synthetic rows as there are training digits, so
+# MNIST's 50,000 make 782 steps of 64 and nine epochs 7,038 steps. MNIST's last 10,000 training digits are held out:
+# rows of them measure the reader and calibrate it. Its 1s are drawn with a European flag as the default model's are.
+ROWS_RECIPE = Recipe(optimizer="adamw", lr=2e-3, weight_decay=5e-4, batch_size=64, epochs=9, schedule="onecycle", warmup=0.1,
+                     validation=1 / 6, split="last", flagged_ones=0.2)
+# The digit detector (digitrec.tasks.DetectorTask): MNIST's last 10,000 training digits set its threshold.
+DETECTOR_RECIPE = Recipe(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=256, epochs=8, schedule="onecycle", warmup=0.3,
+                         validation=1 / 6, split="last")

@@ -2,8 +2,8 @@
 
 ``--multi`` reads a number by cutting its ink into digits for the digit model. Where digits touch
 or overlap, the cut is a guess: one digit may be split in two, or two read as one. The row reader
-(``tools/train_rows.py``: synthetic rows of MNIST's training digits, apart, touching and
-overlapping) reads the row without cutting it, so it counts such digits far better; the digit
+(``digitrec train --model rows``: synthetic rows of MNIST's training digits, apart, touching and
+overlapping; :class:`digitrec.tasks.RowsTask`) reads the row without cutting it, so it counts such digits far better; the digit
 model reads each digit better. :meth:`digitrec.predict.Predictor.read` uses both (see there).
 
 The reader's input is :attr:`digitrec.images.Page.row`: the row 28 px high. Its output is one
@@ -20,7 +20,7 @@ import numpy as np
 from digitrec.inference import onnx_asset
 from digitrec.metrics import log_softmax
 
-BUNDLED = Path(__file__).parent / "assets" / "rows.onnx"  # the row reader that ships in the package (tools/train_rows.py)
+BUNDLED = Path(__file__).parent / "assets" / "rows.onnx"  # the row reader that ships in the package (make rows)
 BLANK = 10  # CTC's class for "no new digit here", after the ten digits
 KIND = "row reader"  # what the ONNX file's digitrec metadata says it is
 
@@ -63,11 +63,12 @@ def decode(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 class RowReader:
-    """A row reader in an ONNX file, with the temperature that calibrates its digits' probabilities."""
+    """A row reader in an ONNX file (or a run directory's export), with the temperature that calibrates its digits'
+    probabilities."""
 
     def __init__(self, path: str | Path = BUNDLED, threads: int | None = 1):
         self.source = Path(path)
-        self.session, self.meta = onnx_asset(self.source, KIND, "tools/train_rows.py", threads)
+        self.session, self.meta = onnx_asset(self.source, KIND, "digitrec train --model rows", threads)
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.input_name = self.session.get_inputs()[0].name
 

@@ -1,11 +1,14 @@
 """The training loop: whole data set as tensors, batches augmented in one call, a run directory
 that never loses work (checkpoints and resumable state written atomically every epoch).
 
-What a run trains comes from :mod:`digitrec.plans`; where its files go, from :mod:`digitrec.rundir`.
+What a run trains comes from :mod:`digitrec.plans`; where its files go, from :mod:`digitrec.rundir`;
+what a batch holds, its loss and what is measured after each epoch, from the model's task
+(:mod:`digitrec.tasks`: digits, the row reader's rows, the digit detector's pages).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -19,19 +22,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from digitrec import checkpoint, data, distributed, models, outliers, plans, rundir, variants
-from digitrec.augment import random_warp
+from digitrec import checkpoint, data, distributed, models, plans, rundir, tasks
 from digitrec.distributed import ALONE, Group
 from digitrec.errors import DigitrecError, TrainingInterrupted
-from digitrec.inference import current_export, file_digest, predict_logits, resolve_device
-from digitrec.metrics import Evaluation, fit_temperature
+from digitrec.inference import current_export, file_digest, resolve_device
 from digitrec.plans import Plan
 from digitrec.recipes import Recipe
+from digitrec.tasks import Task
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -273,15 +273,19 @@ def seconds_per_epoch(plan: Plan, data_spec: str = "mnist", data_dir: str | Path
     digits = data.load(data_spec, "train", data_dir)
     recipe = plan.recipe
     training_count = len(data.holdout_split(digits.labels, recipe.validation, 0, recipe.split)[0]) if recipe.validation else len(digits)
-    state = _fresh_state(plan.model, plan.arguments, recipe, steps + 1, 0, dev)
     sample = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[: recipe.batch_size * (steps + 1)].numpy()
-    images, labels = torch.tensor(digits.images[sample], device=dev), torch.tensor(digits.labels[sample], device=dev)
-    strangers = outliers.bank(len(images) // OUTLIER_SHARE, 0).to(dev) if recipe.outliers else None
+    task = tasks.build(plan.model, recipe, digits.subset(sample), 0, dev, measured=False)
+    state = _fresh_state(plan.model, plan.arguments, recipe, math.ceil(task.examples / recipe.batch_size), 0, dev)
     quiet = _progress(steps + 1, "", False)
-    _train_epoch(state, recipe, images[: recipe.batch_size], labels[: recipe.batch_size], 1, quiet, strangers)  # warm-up
+
+    def after(count: int) -> Callable[[], bool]:
+        asked = itertools.count()  # asked before each step: stop once ``count`` more steps are taken
+        return lambda: next(asked) >= count
+
+    _train_epoch(state, recipe, task, 1, quiet, stop=after(1))  # warm-up
     started = time.perf_counter()
-    _train_epoch(state, recipe, images[recipe.batch_size :], labels[recipe.batch_size :], 1, quiet, strangers)
-    return (time.perf_counter() - started) / steps * math.ceil(training_count / recipe.batch_size)
+    _train_epoch(state, recipe, task, 1, quiet, stop=after(steps))
+    return (time.perf_counter() - started) / steps * math.ceil(type(task).epoch_examples(training_count) / recipe.batch_size)
 
 
 def _fresh_state(model: str, arguments: dict[str, Any], recipe: Recipe, steps_per_epoch: int, seed: int, dev: torch.device) -> RunState:
@@ -336,6 +340,7 @@ def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: s
         "created": datetime.now().isoformat(timespec="seconds"),
         "versions": checkpoint.library_versions(),
     }
+    tasks.check(plan.model, plan.recipe, watch)
     digits = _training_data(config)
     if tensorboard:
         _summary_writer_class()  # installed, or a one-line error before anything is written
@@ -421,21 +426,12 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
     recipe = Recipe.from_dict(config["recipe"])
     if not group.leader:  # the leader speaks and writes for the group
         progress, log = False, _quiet
-    if recipe.validation:
-        train_index, val_index = data.holdout_split(digits.labels, recipe.validation, config["seed"], recipe.split)
-        train_set, val_set = digits.subset(train_index), digits.subset(val_index, f"{digits.name} (validation)")
-    else:
-        train_set, val_set = digits, None
     watched = data.load(config["watch"], "test", config.get("data_dir")) if config.get("watch") else None
-    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    task = tasks.build(config["model"], recipe, digits, config["seed"], dev, watch=watched)
+    steps_per_epoch = math.ceil(task.examples / recipe.batch_size)
     state, history = _state_and_history(run_dir, config, recipe, steps_per_epoch, dev, saved, group, log)
     forward = distributed.wrap(state.net, group)
-
-    # flagged 1s and outliers are drawn from the run's seed alone, so a resumed run has the same
-    images = torch.tensor(variants.flag_ones(train_set.images, train_set.labels, recipe.flagged_ones, config["seed"]), device=dev)
-    labels = torch.tensor(train_set.labels, device=dev)
-    strangers = outliers.bank(len(images) // OUTLIER_SHARE, config["seed"]).to(dev) if recipe.outliers else None
-    writer = _EpochWriter(run_dir, config, {"name": digits.name, "checksum": digits.checksum, "count": len(train_set)}, group)
+    writer = _EpochWriter(run_dir, config, task, group)
     elapsed = history[-1]["elapsed"] if history else 0.0
     with _StopRequests(log) as stop, writer:
         while state.epoch < recipe.epochs and not state.stopped_early(recipe):
@@ -443,7 +439,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
             started = time.perf_counter() - state.seconds
             bar = _progress(steps_per_epoch, f"epoch {epoch}/{recipe.epochs}", progress, state.step)
             try:
-                row = _train_epoch(state, recipe, images, labels, epoch, bar, strangers, group=group, forward=forward,
+                row = _train_epoch(state, recipe, task, epoch, bar, group=group, forward=forward,
                                    stop=lambda: distributed.anyone(stop.requested, group),
                                    check_replicas=os.environ.get("DIGITREC_CHECK_REPLICAS") == "1")
             except FloatingPointError as e:
@@ -455,13 +451,13 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
                 state.seconds = time.perf_counter() - started
                 _save_state(state, run_dir, group)
                 raise TrainingInterrupted(str(run_dir), epoch, state.step, steps_per_epoch, group.size, group.leader)
-            improved, temperature = _measure(state, recipe, row, epoch, train_set, val_set, watched, dev, group)
+            improved, calibration = _measure(state, recipe, task, row, epoch, group)
             row["seconds"] = time.perf_counter() - started
             elapsed += row["seconds"]
             row["elapsed"] = elapsed
             history.append(row)
             log(_epoch_line(row, recipe.epochs))
-            writer.write(history, state.model_for_use, improved, temperature)
+            writer.write(history, state.model_for_use, improved, calibration)
             _save_state(state, run_dir, group)
             if state.stopped_early(recipe):
                 log(f"early stopping: no validation gain for {state.since_best} epochs")
@@ -499,40 +495,31 @@ def _state_and_history(run_dir: Path, config: dict[str, Any], recipe: Recipe, st
     return state, history
 
 
-def _measure(state: RunState, recipe: Recipe, row: dict[str, Any], epoch: int, train_set: data.Digits, val_set: data.Digits | None,
-             watched: data.Digits | None, dev: torch.device, group: Group) -> tuple[bool, float | None]:
-    """An epoch's end: the weights' buffers agreed over the group, the held-out (and watched) figures added to ``row``, the
-    schedule and early stopping told; whether the monitored accuracy improved, and the temperature where one was fitted."""
+def _measure(state: RunState, recipe: Recipe, task: Task, row: dict[str, Any], epoch: int, group: Group) -> tuple[bool, dict[str, Any]]:
+    """An epoch's end: the weights' buffers agreed over the group, the task's held-out figures added to ``row``, the
+    schedule and early stopping told; whether the monitored accuracy improved, and the model's calibration."""
     distributed.average_buffers(state.net, group)
     if state.ema is not None:
         distributed.average_buffers(state.ema.model, group)
     model_for_use = state.model_for_use
-    temperature = None
-    if val_set is not None:
-        val_logits = _logits(model_for_use, val_set.images, dev, group)
-        result = Evaluation.from_logits(val_logits, val_set.labels)
-        row.update(val_loss=result.loss, val_accuracy=result.accuracy)
-        temperature = fit_temperature(val_logits, val_set.labels)
-    if watched is not None:  # for the curves only: nothing below reads it
-        result = Evaluation.from_logits(_logits(model_for_use, watched.images, dev, group), watched.labels)
-        row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+    calibration = task.measure(model_for_use, row, group)
     monitored = row.get("val_accuracy", row["train_accuracy"])
     improved = monitored > state.best_accuracy
     state.best_accuracy, state.since_best = (monitored, 0) if improved else (state.best_accuracy, state.since_best + 1)
     state.epoch, state.seconds = epoch, 0.0
-    if group.leader and temperature is None and (state.stopped_early(recipe) or epoch == recipe.epochs):
-        temperature = _training_temperature(model_for_use, train_set, dev)
+    if group.leader and (state.stopped_early(recipe) or epoch == recipe.epochs):
+        calibration = task.finish(model_for_use, calibration)
     if epoch > recipe.plain_epochs:  # a plain phase comes before the plateau schedule watches (Keras: a new callback)
         state.schedule.epoch_end(monitored)
-    return improved, temperature
+    return improved, calibration
 
 
 class _EpochWriter:
     """What the leader writes after each epoch: the history, TensorBoard's scalars, the final (best, kept) checkpoints."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], trained_on: dict[str, Any], group: Group):
+    def __init__(self, run_dir: Path, config: dict[str, Any], task: Task, group: Group):
         self.run_dir, self.config, self.leader = run_dir, config, group.leader
-        self.meta = {"training": config, "data": trained_on}
+        self.meta = {"training": config, "data": task.trained_on, **task.meta}
         self.board = None
         if config.get("tensorboard") and group.leader:
             self.board = _summary_writer_class()(str(Path(config["tensorboard"]) / run_dir.name))
@@ -544,7 +531,7 @@ class _EpochWriter:
         if self.board is not None:
             self.board.close()
 
-    def write(self, history: list[dict[str, Any]], model: nn.Module, improved: bool, temperature: float | None) -> None:
+    def write(self, history: list[dict[str, Any]], model: nn.Module, improved: bool, calibration: dict[str, Any]) -> None:
         if not self.leader:
             return
         row, run_dir = history[-1], self.run_dir
@@ -555,7 +542,7 @@ class _EpochWriter:
                 if key != "epoch":
                     self.board.add_scalar(key, value, epoch)
             self.board.flush()
-        meta = {"epoch": epoch, "metrics": row, "temperature": temperature, **self.meta}
+        meta = {"epoch": epoch, "metrics": row, **calibration, **self.meta}
         checkpoint.save(run_dir / rundir.FINAL, model, architecture, arguments, **meta)
         if self.config.get("keep_epochs"):
             checkpoint.save(run_dir / rundir.epoch_file(epoch), model, architecture, arguments, **meta)
@@ -572,12 +559,6 @@ def _save_state(state: RunState, run_dir: Path, group: Group) -> None:
     rngs = distributed.gather_states(torch.get_rng_state(), group)
     if group.leader:
         state.save(run_dir / rundir.STATE, rngs)
-
-
-def _logits(model: nn.Module, images: np.ndarray, dev: torch.device, group: Group) -> np.ndarray:
-    """The model's logits for all ``images``, each process computing its share."""
-    part = predict_logits(model, images[group.share(len(images))], device=str(dev))
-    return distributed.gather_rows(part, len(images), group).numpy()
 
 
 class _StopRequests:
@@ -619,17 +600,6 @@ def _summary_writer_class() -> type:
     return SummaryWriter
 
 
-def _training_temperature(model: nn.Module, train_set: data.Digits, device: torch.device) -> float:
-    """Calibrate on up to 10,000 training digits, unaugmented, when there is no held-out split.
-
-    Measured on the default model: T = 0.41 from training digits against 0.44 that the test set
-    itself would give, and the calibration error on the test set falls from 9.4 % to 0.2 %.
-    """
-    sample = np.random.default_rng(0).permutation(len(train_set))[:10_000]
-    logits = predict_logits(model, train_set.images[sample], device=str(device)).numpy()
-    return fit_temperature(logits, train_set.labels[sample])
-
-
 def _export(run_dir: Path, log: Callable[[str], None]) -> None:
     """``final.onnx`` beside ``final.safetensors``: what ``predict`` and ``evaluate`` run fastest."""
     from digitrec.export import export_onnx
@@ -650,7 +620,6 @@ def _progress(total: int, description: str, enabled: bool, done: int = 0):
 
 
 ENSEMBLE_MEMBERS = 4
-OUTLIER_SHARE = 4  # outlier exposure adds one non-digit for every this many digits
 ENSEMBLE_PRESETS = ("default",)
 
 
@@ -732,25 +701,23 @@ def _combine(out: Path, members: int, training: dict[str, Any], data_spec: str, 
     for target, source in zip(ensemble.members, loaded_members, strict=True):
         target.load_state_dict(source.model.state_dict())
     meta = loaded_members[0].meta
-    temperature = _training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
+    temperature = tasks.training_temperature(ensemble, data.load(data_spec, "train", data_dir), torch.device("cpu"))
     checkpoint.save(out / rundir.FINAL, ensemble, "ensemble", {"members": specs}, epoch=meta.get("epoch"), temperature=temperature,
                     training=training, data=meta["data"], members_sha256=digests)
     _export(out, log)
 
 
-def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, epoch: int, bar: Any,
-                 strangers: torch.Tensor | None = None, *, group: Group = ALONE, forward: nn.Module | None = None,
-                 stop: Callable[[], bool] | None = None, check_replicas: bool = False) -> dict[str, Any] | None:
-    """One pass over the shuffled training set, from the step the state is at; the epoch's training metrics.
-
-    With outlier exposure, each batch also holds a quarter as many ``strangers`` (non-digits),
-    whose loss is their cross-entropy to the uniform distribution, weighted by ``recipe.outliers``.
+def _train_epoch(state: RunState, recipe: Recipe, task: Task, epoch: int, bar: Any, *, group: Group = ALONE,
+                 forward: nn.Module | None = None, stop: Callable[[], bool] | None = None,
+                 check_replicas: bool = False) -> dict[str, Any] | None:
+    """One pass over the task's shuffled examples, from the step the state is at; the epoch's training metrics.
 
     In a group, every process draws the same order and the same random numbers for the whole global
-    batch, then trains on its own share: the loss of a share is scaled so that the gradients DDP
-    averages over the group (``forward``) are those of the whole batch. Returns None, the steps
-    taken kept in ``state``, when ``stop()`` says so before a step. ``check_replicas`` compares
-    every process's weights after every step (DIGITREC_CHECK_REPLICAS=1; slow, for tests and doubts).
+    batch, then trains on its own share (:meth:`digitrec.tasks.Task.inputs`): the loss of a share is
+    scaled so that the gradients DDP averages over the group (``forward``) are those of the whole
+    batch. Returns None, the steps taken kept in ``state``, when ``stop()`` says so before a step.
+    ``check_replicas`` compares every process's weights after every step (DIGITREC_CHECK_REPLICAS=1;
+    slow, for tests and doubts).
 
     Raises FloatingPointError as soon as the loss is seen to be NaN or infinite: every 20 steps,
     where the progress bar reads it anyway (alone; a group checks all ranks' loss at the end), and at the end.
@@ -758,27 +725,26 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
     net, optimizer = state.net, state.optimizer
     forward = forward or net
     net.train()
-    steps = math.ceil(len(images) / recipe.batch_size)
+    steps = math.ceil(task.examples / recipe.batch_size)
     if state.order is None:
-        state.order = torch.randperm(len(images), generator=state.generator)
+        state.order = torch.randperm(task.examples, generator=state.generator)
         state.loss_sum, state.correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-    order = state.order.to(images.device)
-    loss_sum, correct = state.loss_sum.to(images.device), state.correct.to(images.device)
+    order = state.order.to(task.device)
+    loss_sum, correct = state.loss_sum.to(task.device), state.correct.to(task.device)
     for step in range(state.step, steps):
         if stop is not None and stop():
             state.step, state.loss_sum, state.correct = step, loss_sum.cpu(), correct.cpu()
             return None
         batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-        if len(batch) < group.size:  # too few digits left to give every process one: the group skips them
+        if len(batch) < group.size:  # too few examples left to give every process one: the group skips them
             continue
         mine = batch[group.share(len(batch))]
-        x, shared = _inputs(state, recipe, images, batch, mine, epoch, strangers, group)
-        y = labels[mine]
+        x, target, shared = task.inputs(state.generator, batch, mine, epoch, group)
         lr = state.schedule.at((epoch - 1) * steps + step)
         for group_of_params in optimizer.param_groups:
             group_of_params["lr"] = lr
-        logits = forward(x)
-        logits, loss = logits[: len(mine)], _loss(logits, y, net, recipe, len(batch), shared, group)
+        output = forward(x)
+        loss = task.loss(output, target, net, len(batch), shared, group)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -787,48 +753,19 @@ def _train_epoch(state: RunState, recipe: Recipe, images: torch.Tensor, labels: 
         if state.ema is not None:
             state.ema.update(net)
         loss_sum += loss.detach() * len(batch)
-        correct += (logits.argmax(1) == y).sum()
+        correct += task.hits(output, target).to(correct.device)
         bar.update()
         if step % 20 == 0:
             value = loss.item()
             if not math.isfinite(value) and group.size == 1:
                 raise FloatingPointError(f"the loss became {value} in epoch {epoch}, step {step + 1}")
             bar.set_postfix(loss=f"{value:.4f}", acc=f"{float(correct) / ((step + 1) * len(mine)):.2%}")
-    train_loss = float(distributed.total(loss_sum, group)) / group.size / len(images)
-    train_accuracy = float(distributed.total(correct, group)) / len(images)
+    train_loss = float(distributed.total(loss_sum, group)) / group.size / task.examples
+    train_accuracy = float(distributed.total(correct, group)) / task.examples
     state.step, state.order, state.loss_sum, state.correct = 0, None, None, None
     if not math.isfinite(train_loss):
         raise FloatingPointError(f"the loss became {train_loss} in epoch {epoch}")
     return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "lr": lr}
-
-
-def _loss(logits: torch.Tensor, y: torch.Tensor, net: nn.Module, recipe: Recipe, batch: int, shared: int, group: Group) -> torch.Tensor:
-    """This process's share of the batch's loss: its digits' cross-entropy, the L2 penalty, and its strangers' (the logits
-    past the digits') cross-entropy to the uniform distribution, each scaled so that DDP's average is the whole batch's."""
-    digits, strangers = logits[: len(y)], logits[len(y) :]
-    loss = F.cross_entropy(digits, y, label_smoothing=recipe.label_smoothing) * (len(y) * group.size / batch) + models.l2_penalty(net)
-    if len(strangers):
-        loss = loss + recipe.outliers * (len(strangers) * group.size / shared) * (strangers.logsumexp(1) - strangers.mean(1)).mean()
-    return loss
-
-
-def _inputs(state: RunState, recipe: Recipe, images: torch.Tensor, batch: torch.Tensor, mine: torch.Tensor, epoch: int,
-            strangers: torch.Tensor | None, group: Group) -> tuple[torch.Tensor, int]:
-    """This process's share of a global batch as the model takes it (float, channels last, augmented past the plain
-    epochs), its digits then its strangers; and how many strangers the whole batch holds."""
-    x = images[mine]
-    shared = len(batch) // OUTLIER_SHARE if strangers is not None else 0
-    if strangers is not None:
-        drawn = torch.randint(len(strangers), (shared,), generator=state.generator)
-        x = torch.cat([x, strangers[drawn[group.share(shared)]]])
-    x = x.unsqueeze(1).float().div_(255)
-    if recipe.augment.active and epoch > recipe.plain_epochs:
-        rows = None
-        if group.size > 1:  # this process's digits and strangers among the global batch's draws
-            digits, others = range(len(batch))[group.share(len(batch))], range(shared)[group.share(shared)]
-            rows = torch.tensor([*digits, *(len(batch) + i for i in others)], dtype=torch.long)
-        x = random_warp(x, recipe.augment, state.generator, rows=rows, total=len(batch) + shared)
-    return x.contiguous(memory_format=torch.channels_last), shared
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from digitrec.images.clean import RULE_ASPECT
 from digitrec.images.field import digit, thickened
 from digitrec.images.ink import Ink, near, stroke_width
-from digitrec.mnist_format import BOX
+from digitrec.mnist_format import BOX, FIELD
 
 # Each tunable's measured reason, beside it: what the development sets read with it a quarter smaller and larger
 # (benchmarks/tunables.py; BENCHMARKS.md, "The reading pipeline's tunables"). "unchanged": no reading changes, so
@@ -26,7 +26,7 @@ NARROWEST = 0.4  # a digit is at least this fraction of its height wide (MNIST's
 #   ±25 %: 0.32 loses a number in each numbers set; 0.5 reads one more of numbers-dev2
 MOST_TOUCHING = 4  # a group of ink is read as at most this many touching digits
 #   ±25 %: unchanged
-ROW_HEIGHT = 28  # the row reader's input is this many px high, its ink BOX px high and centred ...
+ROW_HEIGHT = FIELD  # the row reader's input is as high as MNIST's field, its ink BOX px high and centred ...
 ROW_MARGIN = 2  # ... with this many px of paper left and right, and a width a multiple of ROW_STEP
 ROW_STEP = 4
 ROW_INK = 0.1  # ink level that counts as ink when cropping a row (what the row reader was trained with)

@@ -1,54 +1,32 @@
-"""Train the detector that ships inside the package: a small CNN that tells a digit from what is not one.
+"""Pages for the digit detector: digits, and things that are not one, each as digitrec brings a user's image to the
+digit model (:func:`digitrec.images.to_mnist`).
 
-    python tools/train_detector.py                                # about 12 min on two cores
-    python tools/train_detector.py --pages 2000 --epochs 1 --out /tmp/detector.onnx   # a quick one, to try the tool
-
-It sees what the digit model sees: 28x28 inputs in MNIST's format. Digits are MNIST's first 50,000
-training digits as they are, and as many drawn on pages. The rest are pages of things that are not
-one digit, each made as :func:`digitrec.images.to_mnist` makes a user's image into the model's input:
+Things that are not one digit:
 
 * letters and signs from the fonts matplotlib ships (STIX, Computer Modern) and OpenCV's Hershey
   stroke fonts, many of them slanted, turned and wobbled as a hand draws them; letters a reader
   takes for digits (O, l, Z, S, b, q, ...) are left out;
-* scribbles of two to five smooth strokes, polygons, stars, arrows and crossed lines;
-* :mod:`digitrec.outliers`' polygons and hash marks, in MNIST's format already.
+* scribbles of two to five smooth strokes, polygons, stars, arrows and crossed lines.
 
 None of these come from the fonts or the drawing code of ``benchmarks/devsets.py``'s negatives, which
-judge it. Pages are 10 to 300 px, so scans and photos alike go through the preprocessing they will
-meet; dark on light mostly, light on dark a fifth of the time, with grain.
-
-MNIST's last 10,000 training digits (as they are) set the threshold: the score that only
-``--flag-share`` of them exceed. MNIST's test digits are never seen. Writes
-``src/digitrec/assets/detector.onnx`` (input ``images``: float32 ``(N, 1, 28, 28)``, pixel / 255;
-output ``scores``: ``(N, 1)``, above the threshold: not a digit) with its threshold and provenance
-in its digitrec metadata. ``make detector`` runs this.
+judge the detector. Pages are 10 to 300 px, so scans and photos alike go through the preprocessing
+they will meet; dark on light mostly, light on dark a fifth of the time, with grain.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
-import sys
-import time
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import matplotlib
 import numpy as np
-import onnx
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from torch import nn
 
-from digitrec import data, images, outliers
-from digitrec.detector import KIND, Detector
-from digitrec.export import write_onnx
+from digitrec.images import to_mnist
+from digitrec.mnist_format import FIELD
 
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "digitrec" / "assets"
-TRAIN_DIGITS = 50_000  # digits to learn from; MNIST's other 10,000 training digits set the threshold
 CANVAS = 140  # px a side on which a page's ink is drawn before it is cropped and scaled to the page's size
 FONTS = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
 TTF = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
@@ -60,8 +38,6 @@ LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 SIGNS = "#%@&*+=<>~^$£€¥§¶©®?ΓΔΘΛΞΠΣΦΨΩαβγζηθκλμνξπτυφχψω←→↑↓↔⇒∀∂∃∅∇∈∑∞∫≈≠≤≥⊕⊗★☆♠♣♥♦♪"
 HERSHEY_SIGNS = "#%@&*+=<>~^$?{}"  # the Hershey fonts draw ASCII alone
 KINDS = {"font": 0.35, "stroke font": 0.35, "scribble": 0.15, "shape": 0.15}  # shares of the pages that are not digits
-BATCH = 256
-CHUNKS = 4  # runs of pages of each kind, each with its own seed
 
 
 def _warped(ink: np.ndarray, rng: np.random.Generator, turn: float = 15.0, shear: float = 0.3) -> np.ndarray:
@@ -163,7 +139,7 @@ def _page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(grey, 0, 255).astype(np.uint8)
 
 
-def pages(count: int, seed: int, digits: np.ndarray | None = None) -> np.ndarray:
+def pages(count: int, seed: int | Sequence[int], digits: np.ndarray | None = None) -> np.ndarray:
     """``count`` 28x28 inputs as digitrec makes them of pages: of these uint8 ``(N, 28, 28)`` digits, or without them of
     things that are not one. A page the preprocessing finds no ink on is dropped."""
     rng = np.random.default_rng(seed)
@@ -178,102 +154,7 @@ def pages(count: int, seed: int, digits: np.ndarray | None = None) -> np.ndarray
             if drawn in ("font", "stroke font") and rng.random() < 0.7:
                 ink = _warped(ink, rng)
         if ink.max() > 0.1:
-            seen = images.to_mnist(_page(ink, rng))
+            seen = to_mnist(_page(ink, rng))
             if seen.any():
                 made.append(seen)
-    return np.stack(made)
-
-
-class DetectorNet(nn.Module):
-    """Three 3x3 convolutions (``width``, twice and four times as many channels; pooled twice), the strongest response
-    of each, and one score."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-
-        def conv(into: int, out: int) -> list[nn.Module]:
-            return [nn.Conv2d(into, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-
-        self.layers = nn.Sequential(*conv(1, width), nn.MaxPool2d(2), *conv(width, 2 * width), nn.MaxPool2d(2),
-                                    *conv(2 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 28) -> (N, 1)
-        return self.layers(x)
-
-
-def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, width: int, log: bool = True) -> DetectorNet:
-    """Binary cross-entropy, both classes weighted equally; AdamW, one cycle up to 3e-3; shifts of up to 2 px, some blur."""
-    torch.manual_seed(seed)
-    generator = np.random.default_rng(seed)
-    model = DetectorNet(width)
-    weight = torch.where(y > 0, (y == 0).sum() / y.sum(), 1.0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
-    steps = epochs * (len(x) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    started = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x))
-        for first in range(0, len(x) - BATCH + 1, BATCH):
-            chosen = order[first : first + BATCH]
-            batch = torch.roll(x[chosen], tuple(int(v) for v in generator.integers(-2, 3, 2)), (2, 3))
-            if generator.random() < 0.3:
-                batch = F.avg_pool2d(F.pad(batch, (1, 1, 1, 1), mode="replicate"), 3, 1)
-            loss = (F.binary_cross_entropy_with_logits(model(batch)[:, 0], y[chosen], reduction="none") * weight[chosen]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        if log:
-            print(f"epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  {time.perf_counter() - started:.0f} s", flush=True)
-    return model.eval()
-
-
-def scores(model: nn.Module, digits: np.ndarray) -> np.ndarray:
-    with torch.no_grad():  # torch.tensor copies: MNIST's cached arrays are read-only, which from_numpy warns of
-        return torch.cat([model(torch.tensor(digits[i : i + 2000], dtype=torch.float32)[:, None] / 255)[:, 0]
-                          for i in range(0, len(digits), 2000)]).numpy()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=36_000, help="pages of digits, and as many of other things")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=int, default=24, help="channels of the first convolution (then twice, four times)")
-    parser.add_argument("--digits", type=int, default=60_000, help="use only MNIST's first this many training digits (to try the tool)")
-    parser.add_argument("--flag-share", type=float, default=0.0005, help="share of held-out digits the threshold flags")
-    parser.add_argument("--out", type=Path, default=ASSETS / "detector.onnx")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    split = min(TRAIN_DIGITS, args.digits * 5 // 6)
-    train_set = data.load("mnist", "train")
-    learned = train_set.images[:split]
-    # runs of digits and of others in turn, one after the other: worker processes forked after PyTorch has run may hang
-    made = [pages(args.pages // CHUNKS, args.seed * 1000 + i, learned if i % 2 == 0 else None) for i in range(2 * CHUNKS)]
-    digits = np.concatenate([learned, *made[0::2]])
-    others = np.concatenate([*made[1::2], outliers.bank(args.pages // 4, args.seed).numpy()])
-    print(f"{len(digits)} digits and {len(others)} others drawn in {time.perf_counter() - started:.0f} s", flush=True)
-    x = torch.from_numpy(np.concatenate([digits, others])).float()[:, None] / 255
-    y = torch.cat([torch.zeros(len(digits)), torch.ones(len(others))])
-    model = train(x, y, args.epochs, args.seed, args.width)
-    held_out = scores(model, train_set.images[split : args.digits])
-    threshold = float(np.quantile(held_out, 1 - args.flag_share))
-    seconds = time.perf_counter() - started
-    meta = {"kind": KIND, "threshold": threshold, "parameters": sum(p.numel() for p in model.parameters()),
-            "provenance": {"command": shlex.join(["python", "tools/train_detector.py", *(sys.argv[1:] if argv is None else argv)]),
-                           "pages": args.pages, "epochs": args.epochs, "width": args.width, "seed": args.seed,
-                           "flag_share": args.flag_share,
-                           "seconds": round(seconds), "built": datetime.now().isoformat(timespec="seconds"),
-                           "train_data": {"name": train_set.name, "checksum": train_set.checksum, "digits": split},
-                           "digits": len(digits), "others": len(others),
-                           "versions": {"torch": torch.__version__, "onnx": onnx.__version__}}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_onnx(model, torch.zeros(1, 1, 28, 28), args.out, meta, {"images": {0: "batch"}, "scores": {0: "batch"}})
-    Detector(args.out)  # it loads as the package will load it
-    print(f"{args.out}: threshold {threshold:.3f} (flags {args.flag_share:.2%} of {len(held_out)} held-out training digits); "
-          f"{seconds:.0f} s in all")
-
-
-if __name__ == "__main__":
-    main()
+    return np.stack(made) if made else np.zeros((0, FIELD, FIELD), np.uint8)
