@@ -227,7 +227,7 @@ def _predict(args: argparse.Namespace) -> None:
     model, arguments = (args.inputs[0], args.inputs[1:]) if _is_model(args.inputs[0]) else (None, args.inputs)
     if not arguments:
         raise DigitrecError("no images given: digitrec predict [MODEL] IMAGE...", "IMAGE")
-    reader = predict.load(model, args.engine, args.threshold)
+    reader = predict.load(model, args.engine, args.threshold, rows=args.rows, detector=args.detector)
     _say_bundled(model)
     sources, names, empty_folders = _image_inputs(arguments)
     total, failed = len(sources) + len(empty_folders), 0
@@ -442,6 +442,10 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", metavar="DIR",
                    help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
     p.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
+    p.add_argument("--rows", metavar="MODEL", help="the row reader: a run of `digitrec train --model rows` or its .onnx file "
+                                                  "(default: the bundled one)")
+    p.add_argument("--detector", metavar="MODEL", help="the digit detector: a run of `digitrec train --model detector` or its "
+                                                      ".onnx file (default: the bundled one)")
     p.set_defaults(run=_predict)
 
 

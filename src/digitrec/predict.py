@@ -435,11 +435,15 @@ def images_in(folder: str | Path) -> list[Path]:
 
 
 def load(path: str | Path | None = None, engine: str = "auto", threshold: float = UNCERTAIN_BELOW,
-         threads: int | None = None) -> Predictor:
+         threads: int | None = None, *, rows: str | Path | None = None, detector: str | Path | None = None) -> Predictor:
     """A :class:`Predictor` for a run directory, a ``.safetensors`` checkpoint or an exported ``.onnx`` file.
 
     With no path, the model that ships with digitrec (the default recipe, seed 0). ``threads``: the
     model's intra-op threads (None: one per core, best for batches; 1 for one image at a time, as a
-    server with a process per core reads them).
+    server with a process per core reads them). ``rows`` and ``detector`` replace the bundled row
+    reader and digit detector: an ``.onnx`` file or a run directory of ``digitrec train --model rows``
+    (``--model detector``).
     """
-    return Predictor(open_engine(path, engine, threads=threads), threshold)
+    row_reader = RowReader(Path(rows)) if rows is not None else "bundled"
+    judge = digit_detector.Detector(Path(detector)) if detector is not None else "bundled"
+    return Predictor(open_engine(path, engine, threads=threads), threshold, row_reader, judge)
