@@ -80,8 +80,10 @@ def _launched(device: str) -> Iterator[Distributed]:
     group = distributed.join(resolve_device(device))
     try:
         yield group
-    finally:
+    except BaseException:  # this rank failed or was stopped: the others may never reach a barrier
         distributed.leave()
+        raise
+    distributed.leave(together=True)
 
 
 def _train(args: argparse.Namespace) -> None:

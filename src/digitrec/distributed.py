@@ -100,8 +100,13 @@ def _store(group: Group) -> dist.Store:
     return dist.PrefixStore(f"digitrec/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def leave() -> None:
+def leave(together: bool = False) -> None:
+    """Leave the process group. ``together`` (a command that ended normally on every rank): first wait for the others,
+    so that no rank tears Gloo down while another still holds its connections; a rank that did so while the leader was
+    still writing the run's files died at exit ("terminate called without an active exception", SIGABRT)."""
     if dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
