@@ -102,8 +102,8 @@ def _store(group: Group) -> dist.Store:
 
 def leave(together: bool = False) -> None:
     """Leave the process group. ``together`` (a command that ended normally on every rank): first wait for the others,
-    so that no rank tears Gloo down while another still holds its connections; a rank that did so while the leader was
-    still writing the run's files died at exit ("terminate called without an active exception", SIGABRT)."""
+    so that no rank tears Gloo down while the leader still writes the run's files. That alone did not stop Gloo's
+    threads aborting a rank at interpreter exit; :func:`digitrec.cli.main` ends a worker before that teardown."""
     if dist.is_initialized():
         if together:
             dist.barrier()

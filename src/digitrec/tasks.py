@@ -126,8 +126,9 @@ class Task:
         return {"temperature": temperature}
 
     def finish(self, model: nn.Module, calibration: dict[str, Any]) -> dict[str, Any]:
-        """The final model's calibration: without held-out digits, fitted on training digits."""
-        if calibration["temperature"] is None:
+        """The final model's calibration: a temperature :meth:`measure` had no held-out digits for is fitted on training
+        digits (the row reader and the detector always have theirs)."""
+        if "temperature" in calibration and calibration["temperature"] is None:
             return {"temperature": training_temperature(model, self.train_set, self.device)}
         return calibration
 
@@ -195,9 +196,6 @@ class RowsTask(Task):
                 chosen += [logits[:BLANK, t] for t in frames]
                 truth += [int(c) for c in text]
         return {"temperature": fit_temperature(np.array(chosen), np.array(truth)) if chosen else 1.0}
-
-    def finish(self, model: nn.Module, calibration: dict[str, Any]) -> dict[str, Any]:
-        return calibration
 
 
 class DetectorTask(Task):
@@ -276,9 +274,6 @@ class DetectorTask(Task):
             row.update(val_loss=float(F.binary_cross_entropy_with_logits(torch.from_numpy(scores), truth)),
                        val_accuracy=float(np.mean((scores > threshold) == (self.held_truth > 0))))
         return {"threshold": threshold}
-
-    def finish(self, model: nn.Module, calibration: dict[str, Any]) -> dict[str, Any]:
-        return calibration
 
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Task, RowsTask, DetectorTask)}
