@@ -111,14 +111,47 @@ def _no_console_errors(browser: webdriver.Chrome) -> None:
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
 
 
+def _box(browser: webdriver.Chrome, selector: str) -> dict[str, float]:
+    return browser.execute_script(f"return document.querySelector({json.dumps(selector)}).getBoundingClientRect().toJSON()")
+
+
 def test_a_seven_drawn_with_the_mouse_reads_seven(browser: webdriver.Chrome, server: str):
     _open(browser, server)
+    caption = browser.find_element(By.CSS_SELECTOR, ".answer figcaption")
+    assert not caption.is_displayed()  # nothing seen yet: no caption under an empty space
     _draw(browser, SEVEN)
     assert _answer(browser, "7") == "7"
     assert browser.find_elements(By.CSS_SELECTOR, "#seen img")  # the 28x28 the model saw
+    assert caption.is_displayed()
     assert "sure" in browser.find_element(By.ID, "status").text
+    assert "100.0%" not in browser.find_element(By.ID, "status").text
     browser.find_element(By.ID, "clear").click()
     assert browser.find_element(By.ID, "digit").text == "?"
+    _no_console_errors(browser)
+
+
+def test_the_top_probability_bar_fills_its_track_and_no_probability_reads_as_certain(browser: webdriver.Chrome, server: str):
+    _open(browser, server)
+    _draw(browser, SEVEN)
+    assert _answer(browser, "7") == "7"
+    fill, track = _box(browser, ".bars li.top .fill"), _box(browser, ".bars li.top .bar")
+    share = float(browser.find_element(By.CSS_SELECTOR, ".bars li.top .pct").text.strip("> %")) / 100
+    assert fill["width"] >= 0.9 * track["width"] * min(share, 1.0) > 0
+    assert browser.execute_script("return [percent(0.99985), percent(0.9994), percent(0.5), percent(0)]") == \
+        ["> 99.9%", "99.9%", "50.0%", "0.0%"]
+
+
+def test_switching_to_a_number_and_back_keeps_the_drawing_and_reads_it_again(browser: webdriver.Chrome, server: str):
+    _open(browser, server)
+    _draw(browser, SEVEN)
+    assert _answer(browser, "7") == "7"
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=number]").click()
+    WebDriverWait(browser, 15).until(lambda b: "The number 7," in b.find_element(By.ID, "status").text)  # read again, as a number
+    _draw(browser, [[(x + 140, y) for x, y in stroke] for stroke in ONE])  # a 1 in the right half: 71
+    assert _answer(browser, "71") == "71"
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=digit]").click()  # the row, scaled down to fit
+    assert browser.execute_script("return strokes.length") == 2
+    assert _answer(browser) not in ("?", "")
     _no_console_errors(browser)
 
 
@@ -167,7 +200,7 @@ def test_an_uploaded_real_world_image_reads_its_label(browser: webdriver.Chrome,
     _no_console_errors(browser)
 
 
-def test_a_phone_screen_has_no_sideways_scroll(browser: webdriver.Chrome, server: str):
+def test_a_phone_screen_shows_the_answer_beside_the_canvas_without_sideways_scroll(browser: webdriver.Chrome, server: str):
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True})
     try:
         _open(browser, server)
@@ -175,6 +208,9 @@ def test_a_phone_screen_has_no_sideways_scroll(browser: webdriver.Chrome, server
         assert width == 360 and scroll <= width
         _draw(browser, SEVEN)
         assert _answer(browser, "7") == "7"
+        for shown in ("#canvas", "#digit", "#status"):  # the answer is in view while the finger is on the canvas
+            box = _box(browser, shown)
+            assert box["top"] >= 0 and box["bottom"] <= 740, (shown, box)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     _no_console_errors(browser)

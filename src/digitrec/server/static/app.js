@@ -11,6 +11,7 @@ const SIZE = 280;
 const DEBOUNCE_MS = 150;
 
 let strokes = [];        // each stroke: a list of [x, y] in canvas pixels
+let upload = null;       // the image last uploaded, dropped or pasted, while it is what the canvas shows
 let current = null;
 let timer = null;
 let sequence = 0;        // answers to older requests are dropped
@@ -64,6 +65,7 @@ canvas.addEventListener("pointerdown", (event) => {
   canvas.setPointerCapture(event.pointerId);
   current = [point(event)];
   strokes.push(current);
+  upload = null;  // the first stroke draws over an upload: the canvas holds strokes alone from now on
   redraw();
 });
 canvas.addEventListener("pointermove", (event) => {
@@ -88,6 +90,7 @@ function schedule(delay = DEBOUNCE_MS) {
 
 function clearAll() {
   strokes = [];
+  upload = null;
   redraw();
   showEmpty("Draw a digit to see it read.");
 }
@@ -108,12 +111,30 @@ document.addEventListener("keydown", (event) => {
 });
 for (const radio of document.querySelectorAll('input[name="mode"]')) {
   radio.addEventListener("change", () => {
+    const oldWidth = canvas.width;
     canvas.width = numberMode() ? 2 * SIZE : SIZE;
     canvas.classList.toggle("wide", numberMode());
     canvas.setAttribute("aria-label", numberMode() ? "drawing area: write a number, digit by digit from left to right"
                                                     : "drawing area: draw a digit with the mouse, a finger or a pen");
-    clearAll();
+    keepDrawing(oldWidth);
   });
+}
+
+// A mode switch keeps what is on the canvas: strokes that no longer fit are scaled down into it (about its middle row),
+// an upload is drawn again; either is read again in the new mode.
+function keepDrawing(oldWidth) {
+  if (upload) {
+    showUpload(upload.image);
+    send(upload.file, upload.file.type || "application/octet-stream");
+    return;
+  }
+  const widest = Math.max(0, ...strokes.flat().map(([x]) => x));
+  if (widest > canvas.width) {
+    const scale = canvas.width / oldWidth, lift = canvas.height * (1 - scale) / 2;
+    strokes = strokes.map((stroke) => stroke.map(([x, y]) => [x * scale, y * scale + lift]));
+  }
+  redraw();
+  if (strokes.length) schedule(0); else showEmpty("Draw a digit to see it read.");
 }
 
 function showEmpty(message) {
@@ -127,12 +148,17 @@ function showEmpty(message) {
   showBars(null);
 }
 
+// A probability as a person reads it: never rounded up to certainty (0.99985 is "> 99.9%", not "100.0%").
+function percent(p) {
+  return p >= 0.9995 ? "> 99.9%" : `${(100 * p).toFixed(1)}%`;
+}
+
 function showBars(probabilities) {
   const top = probabilities ? probabilities.indexOf(Math.max(...probabilities)) : -1;
   bars.querySelectorAll("li").forEach((row, d) => {
     const p = probabilities ? probabilities[d] : 0;
     row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
-    row.querySelector(".pct").textContent = probabilities ? `${(100 * p).toFixed(1)}%` : "–";
+    row.querySelector(".pct").textContent = probabilities ? percent(p) : "–";
     row.classList.toggle("top", d === top);
   });
 }
@@ -145,7 +171,7 @@ function show(result) {
   digitOut.classList.toggle("unsure", unsure);
   showSeen(result.preprocessed || []);
   showBars(number ? (result.digits.length === 1 ? result.digits[0].probabilities : null) : (result.probabilities.length ? result.probabilities : null));
-  const confidence = `${(100 * result.confidence).toFixed(1)}%`;
+  const confidence = percent(result.confidence);
   if (number) {
     status.textContent = unsure ? `Not sure: this may read ${answer} (${result.reason}).` : `The number ${answer}, ${confidence} sure.`;
   } else if (result.digit === null) {
@@ -199,16 +225,23 @@ function readCanvas() {
   send(new Promise((resolve) => canvas.toBlob(resolve, "image/png")), "image/png", mine);
 }
 
+// The upload on the canvas, scaled to fit.
+function showUpload(image) {
+  redraw();
+  const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
+  const w = image.width * scale, h = image.height * scale;
+  context.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+}
+
 function readFile(file) {
   if (!file) return;
   strokes = [];
+  upload = null;
   const url = URL.createObjectURL(file);
   const image = new Image();
-  image.onload = () => {  // show the upload on the canvas, scaled to fit
-    redraw();
-    const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
-    const w = image.width * scale, h = image.height * scale;
-    context.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  image.onload = () => {
+    upload = { file, image };
+    showUpload(image);
     URL.revokeObjectURL(url);
   };
   image.onerror = () => URL.revokeObjectURL(url);
