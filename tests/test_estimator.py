@@ -17,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 
 from digitrec.estimator import DigitClassifier
+from digitrec.inference import BUNDLED
 
 # The small fast net for one epoch in batches of 32: 16 steps on 500 images, about a second, 100 % on the synthetic digits.
 QUICK = {"recipe": "fast", "batch_size": 32}
@@ -39,27 +40,60 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fitted(train_set: tuple[np.ndarray, np.ndarray], workdir: Path):
+def system_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The system's temporary folder while the shared estimator is fitted, to see what a fit leaves there."""
+    return tmp_path_factory.mktemp("tmp")
+
+
+@pytest.fixture(scope="module")
+def fitted(train_set: tuple[np.ndarray, np.ndarray], workdir: Path, system_temp: Path):
     """One estimator fitted with the defaults of ``out``, shared by the tests that only read it."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        clf = DigitClassifier(**QUICK).fit(*train_set)
-    yield clf
-    shutil.rmtree(clf.run_dir_, ignore_errors=True)
+        patch.setattr(tempfile, "tempdir", str(system_temp))
+        return DigitClassifier(**QUICK).fit(*train_set)
 
 
 def test_fit_returns_self_with_learned_attributes(fitted: DigitClassifier) -> None:
     assert isinstance(fitted, DigitClassifier)
     np.testing.assert_array_equal(fitted.classes_, np.arange(10))
     assert fitted.n_features_in_ == 784
-    assert (fitted.run_dir_ / "final.safetensors").is_file()
+    assert fitted.run_dir_ is None  # out=None keeps no run
     assert [row["epoch"] for row in fitted.history_] == [1]
 
 
-def test_without_out_the_run_goes_to_a_temporary_folder_not_the_working_directory(fitted: DigitClassifier, workdir: Path) -> None:
-    assert fitted.run_dir_.parent == Path(tempfile.gettempdir())
-    assert fitted.run_dir_.name.startswith("digitrec-")
+def test_without_out_a_fit_leaves_nothing_on_disk(fitted: DigitClassifier, workdir: Path, system_temp: Path,
+                                                  test_set: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    fitted.predict(test_set[0][:5])
+    pickle.loads(pickle.dumps(fitted)).predict(test_set[0][:5])
     assert list(workdir.iterdir()) == []
+    assert list(system_temp.iterdir()) == []  # the run was trained in a temporary folder, deleted with the fit
+
+
+def test_a_saved_estimator_loads_and_predicts_the_same_from_a_file_that_is_no_pickle(
+        fitted: DigitClassifier, test_set: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    path = fitted.save(tmp_path / "clf.safetensors")
+    blob = path.read_bytes()
+    assert blob[8:9] == b"{" and not blob.startswith(b"\x80")  # a safetensors header, not a pickle's opcodes
+    restored = DigitClassifier.load(path)
+    np.testing.assert_allclose(restored.predict_proba(test_set[0]), fitted.predict_proba(test_set[0]), atol=1e-6)
+    assert restored.get_params() == fitted.get_params()
+    assert restored.history_ == fitted.history_ and restored.run_dir_ is None
+    import digitrec
+
+    np.testing.assert_array_equal(digitrec.load(path).predict(test_set[0]), fitted.predict(test_set[0]))  # any checkpoint reader
+
+
+def test_load_refuses_a_pickle_and_a_checkpoint_that_is_no_estimator(fitted: DigitClassifier, tmp_path: Path) -> None:
+    pickled = tmp_path / "clf.pkl"
+    pickled.write_bytes(pickle.dumps(fitted))
+    with pytest.raises(ValueError, match="pickle"):
+        DigitClassifier.load(pickled)
+    with pytest.raises(ValueError, match="not a saved DigitClassifier"):
+        DigitClassifier.load(BUNDLED.with_suffix(".safetensors"))
+    with pytest.raises(ValueError, match="cannot read it"):
+        DigitClassifier.load(tmp_path / "missing.safetensors")
 
 
 def test_predict_and_predict_proba_agree(fitted: DigitClassifier, test_set: tuple[np.ndarray, np.ndarray]) -> None:

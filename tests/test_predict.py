@@ -641,3 +641,11 @@ def test_a_page_reads_as_the_file_it_was_decoded_from(tmp_path: Path):
         assert from_page.source == from_file.source == str(path)
         assert from_page.to_dict() == from_file.to_dict() and np.array_equal(from_page.seen, from_file.seen)
     assert np.array_equal(reader.predict_proba([Page.of(path)]), reader.predict_proba([path]))
+
+
+def test_an_empty_batch_gives_empty_answers_of_the_right_shape():
+    reader = digitrec.load()
+    for empty in (np.zeros((0, 28, 28), np.uint8), np.zeros((0, 784), np.float32), []):
+        assert reader.predict(empty).shape == (0,)
+        assert reader.predict_proba(empty).shape == (0, 10)
+    assert reader.read([]) == []

@@ -22,7 +22,6 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from digitrec import checkpoint, data, plans, rundir, training
 from digitrec.export import export_onnx
@@ -32,12 +31,6 @@ from digitrec.recipes import Recipe
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "digitrec" / "assets"
 MODELS = {"default": "model", "rows": "rows", "detector": "detector"}  # what can be bundled, and the make target of each
-
-
-def _kept(loaded: checkpoint.Checkpoint) -> dict[str, Any]:
-    """The run's metadata that the bundled file keeps (checkpoint.save writes the rest afresh)."""
-    written = ("format", "format_version", "architecture", "arguments", "parameters", "reported", "versions")
-    return {key: value for key, value in loaded.meta.items() if key not in written}
 
 
 def main() -> None:
@@ -64,15 +57,13 @@ def main() -> None:
         accuracy = Evaluation.from_logits(TorchEngine(run, loaded.model, loaded.meta).logits(test.images), test.labels).accuracy
         provenance.update(test_data={"name": test.name, "checksum": test.checksum}, test_accuracy=accuracy)
         target = args.out / "default.safetensors"
-        checkpoint.save(target, loaded.model, loaded.architecture, loaded.meta["arguments"], **_kept(loaded),
-                        name="bundled default", provenance=provenance)
+        checkpoint.resave(target, loaded, name="bundled default", provenance=provenance)
         export_onnx(target, args.out / "default.onnx")
         print(f"{target} and default.onnx: {accuracy:.2%} on {test.name}")
         return
     with tempfile.TemporaryDirectory() as scratch:  # only the ONNX export ships: the package runs it with ONNX Runtime
         annotated = Path(scratch) / f"{args.model}.safetensors"
-        checkpoint.save(annotated, loaded.model, loaded.architecture, loaded.meta["arguments"], **_kept(loaded),
-                        name=f"bundled {args.model}", provenance=provenance)
+        checkpoint.resave(annotated, loaded, name=f"bundled {args.model}", provenance=provenance)
         target = export_onnx(annotated, args.out / f"{args.model}.onnx")
     figures = {k: v for k, v in loaded.meta["metrics"].items() if k.startswith("val_")}
     print(f"{target}: held out {figures}")

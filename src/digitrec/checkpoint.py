@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 PREPROCESSING = {"input": "28x28 grayscale, white ink on black (MNIST format)", "scale": "pixel / 255"}
 LABELS = [str(d) for d in range(10)]
 MAX_HEADER_BYTES = 100_000_000
+WRITTEN = ("format", "format_version", "architecture", "arguments", "parameters", "reported", "versions")  # save's own
 
 
 @dataclass
@@ -68,6 +69,12 @@ def save(path: str | Path, model: nn.Module, architecture: str, arguments: dict[
     atomic_write(Path(path), blob)
 
 
+def resave(path: str | Path, loaded: Checkpoint, **extra: Any) -> None:
+    """Write a loaded checkpoint again: its metadata kept (but what :func:`save` writes afresh), ``extra`` added."""
+    kept = {key: value for key, value in loaded.meta.items() if key not in WRITTEN}
+    save(path, loaded.model, loaded.architecture, loaded.meta["arguments"], **{**kept, **extra})
+
+
 def _refuse_non_safetensors(blob: bytes, source: str) -> None:
     header_size = int.from_bytes(blob[:8], "little")
     if len(blob) >= 8 and header_size <= min(len(blob) - 8, MAX_HEADER_BYTES) and blob[8:9] == b"{":
@@ -80,18 +87,20 @@ def _refuse_non_safetensors(blob: bytes, source: str) -> None:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The checkpoint's metadata without building the model."""
-    return _parse(path)[1]
+    return _parse(_read(path, "checkpoint"), str(path))[1]
 
 
-def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and header metadata of a safetensors file; any problem is one DigitrecError."""
-    source = str(path)
+def _read(path: str | Path, what: str) -> bytes:
     try:
-        blob = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except IsADirectoryError:
-        raise DigitrecError(f"is a folder, not a {what} file", source) from None
+        raise DigitrecError(f"is a folder, not a {what} file", str(path)) from None
     except OSError as e:
-        raise DigitrecError(f"cannot read {what} ({e.strerror or e})", source) from None
+        raise DigitrecError(f"cannot read {what} ({e.strerror or e})", str(path)) from None
+
+
+def _decode(blob: bytes, source: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and header metadata of a safetensors file's bytes; any problem is one DigitrecError."""
     _refuse_non_safetensors(blob, source)
     try:
         tensors = safetensors.torch.load(blob)
@@ -101,9 +110,8 @@ def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tens
     return tensors, header.get("__metadata__") or {}
 
 
-def _parse(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    source = str(path)
-    tensors, metadata = _read_safetensors(path, "checkpoint")
+def _parse(blob: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, metadata = _decode(blob, source, "checkpoint")
     try:
         meta = json.loads(metadata["digitrec"])
     except (KeyError, TypeError, json.JSONDecodeError):
@@ -114,26 +122,31 @@ def _parse(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def load(path: str | Path) -> Checkpoint:
-    """Build the model a checkpoint describes and fill in its weights, refusing anything that does not fit."""
+    """Build the model a checkpoint (or a run directory's final one) describes, refusing anything that does not fit."""
     path = resolve(path)
-    tensors, meta = _parse(path)
+    return from_bytes(_read(path, "checkpoint"), str(path))
+
+
+def from_bytes(blob: bytes, source: str = "<checkpoint>") -> Checkpoint:
+    """:func:`load` for a checkpoint's bytes already in memory (an estimator's weights); ``source`` names it in errors."""
+    tensors, meta = _parse(blob, source)
     name = meta.get("architecture")
     if name not in models.REGISTRY:
-        raise DigitrecError(f"unknown architecture {name!r}", str(path))
+        raise DigitrecError(f"unknown architecture {name!r}", source)
     try:
         model = models.create(name, **meta["arguments"])
     except TypeError as e:
-        raise DigitrecError(f"bad arguments for {name}: {e}", str(path)) from None
+        raise DigitrecError(f"bad arguments for {name}: {e}", source) from None
     expected = model.state_dict()
     for key, tensor in tensors.items():
         if key not in expected:
-            raise DigitrecError(f"tensor {key!r} does not belong to {name}", str(path))
+            raise DigitrecError(f"tensor {key!r} does not belong to {name}", source)
         if tensor.shape != expected[key].shape:
             shape, want = tuple(tensor.shape), tuple(expected[key].shape)
-            raise DigitrecError(f"tensor {key!r} has shape {shape}, {name} needs {want}", str(path))
+            raise DigitrecError(f"tensor {key!r} has shape {shape}, {name} needs {want}", source)
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise DigitrecError(f"{len(missing)} tensor(s) of {name} missing, first {missing[0]!r}", str(path))
+        raise DigitrecError(f"{len(missing)} tensor(s) of {name} missing, first {missing[0]!r}", source)
     model.load_state_dict(tensors)
     model.eval()
     return Checkpoint(model, meta)
@@ -185,7 +198,7 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    tensors, metadata = _read_safetensors(path, "training state")
+    tensors, metadata = _decode(_read(path, "training state"), str(path), "training state")
     try:
         return _unflatten(json.loads(metadata["state"]), tensors)
     except (KeyError, TypeError, json.JSONDecodeError) as e:

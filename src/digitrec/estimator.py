@@ -86,8 +86,8 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
     epochs, lr, batch_size : replace that field of the recipe; None keeps the recipe's own.
     seed : seeds the weights, the shuffling and the augmentation: equal seeds, equal models.
     out : a folder that keeps the runs: every ``fit`` makes a new run directory inside it (``run_dir_``),
-        so refitting, cross-validation and grid search never overwrite one. None: a fresh temporary
-        folder (``digitrec-*`` in the system's temporary directory), never ``runs/`` under the working directory.
+        so refitting, cross-validation and grid search never overwrite one. None: nothing is kept on
+        disk; the run is trained in a temporary folder, deleted once its weights are in memory.
     device : ``auto``, ``cpu`` or ``cuda``, for training.
     verbose : print the per-epoch log and progress bars.
 
@@ -96,12 +96,16 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
     classes_ : the ten digits 0-9, the columns of ``predict_proba``. Always all ten, even when ``y`` lacks
         some: the network has ten outputs whatever it was shown.
     n_features_in_ : 784, the pixels of one image.
-    run_dir_ : the run directory of the last fit (``digitrec evaluate run_dir_`` reports on it).
+    run_dir_ : the run directory of the last fit (``digitrec evaluate run_dir_`` reports on it); None
+        when ``out`` is None, and for an estimator from :meth:`load`.
     history_ : one dict of training metrics per epoch.
     predictor_ : the trained model opened for prediction (:func:`digitrec.predict.load`).
 
-    A pickled fitted estimator carries its weights, so it predicts wherever it is unpickled, even once
-    ``run_dir_`` is gone. The training data are not kept, so its run cannot be resumed.
+    :meth:`save` writes a fitted estimator as one safetensors file (its weights, and its parameters and
+    history as JSON) and :meth:`load` reads it back: use these to keep or share one. Pickling works
+    too (sklearn's tools pickle estimators between processes) and carries the weights, but unpickling
+    a file runs whatever code it holds: never unpickle one you did not make. The training data are
+    not kept, so a run cannot be resumed from either.
     """
 
     def __init__(self, model: str | None = None, recipe: str | None = None, *, epochs: int | None = None, lr: float | None = None,
@@ -146,9 +150,7 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
         return plan
 
     def _new_run_dir(self, model: str) -> Path:
-        """A new, empty run directory: created atomically, so parallel fits (``n_jobs``) never share one."""
-        if self.out is None:
-            return Path(tempfile.mkdtemp(prefix="digitrec-"))
+        """A new, empty run directory in ``out``: created atomically, so parallel fits (``n_jobs``) never share one."""
         root = Path(self.out)
         root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{model}-{datetime.now():%Y%m%d-%H%M%S}-", dir=root))
@@ -160,38 +162,73 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
         plan = self._plan()
         from digitrec import training
 
-        run_dir = self._new_run_dir(plan.model)
-        with tempfile.TemporaryDirectory(prefix="digitrec-data-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="digitrec-") as scratch:
             data_file = Path(scratch) / "train.npz"
             np.savez(data_file, x_train=images, y_train=labels)
+            run_dir = Path(scratch) / "run" if self.out is None else self._new_run_dir(plan.model)
             result = training.train(plan, data_spec=f"npz:{data_file}", out=run_dir, seed=self.seed,
                                     device=self.device, progress=self.verbose, log=print if self.verbose else _silent)
+            # the checkpoint's bytes: kept when the run is not; read from the run when pickled or saved otherwise
+            self._weights: bytes | None = (run_dir / FINAL).read_bytes() if self.out is None else None
         self.classes_ = np.arange(10)
         self.n_features_in_ = PIXELS
-        self.run_dir_ = result.run_dir
+        self.run_dir_ = None if self.out is None else result.run_dir
         self.history_ = result.history
         self._predictor: Predictor | None = None
-        self._weights: bytes | None = None  # the checkpoint's bytes, once this estimator has been pickled and unpickled
         return self
 
     @property
     def predictor_(self) -> Predictor:
-        """The trained model ready to predict, opened on first use (and again after unpickling)."""
+        """The trained model ready to predict, opened on first use (and again after unpickling or loading)."""
         check_is_fitted(self)
         if self._predictor is None:
-            from digitrec.predict import load
+            from digitrec import checkpoint
+            from digitrec.inference import TorchEngine
+            from digitrec.predict import Predictor, load
 
-            self._predictor = load(self._model_source())
+            if self._weights is None:
+                self._predictor = load(self.run_dir_)
+            else:
+                source = Path(f"<{type(self).__name__} weights>")
+                self._predictor = Predictor(TorchEngine.of(checkpoint.from_bytes(self._weights, str(source)), source))
         return self._predictor
 
-    def _model_source(self) -> Path:
-        """The run directory, or a copy of the pickled weights where the run directory no longer holds them."""
-        final = self.run_dir_ / FINAL
-        if self._weights is None or (final.is_file() and final.read_bytes() == self._weights):
-            return self.run_dir_
-        copy = Path(tempfile.mkdtemp(prefix="digitrec-")) / FINAL
-        copy.write_bytes(self._weights)
-        return copy
+    def _checkpoint_bytes(self) -> bytes:
+        return self._weights if self._weights is not None else (self.run_dir_ / FINAL).read_bytes()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted estimator to ``path`` (a ``.safetensors`` file): the weights, and as JSON its parameters and
+        training history. ``digitrec predict``, ``evaluate`` and ``serve`` read the file as any checkpoint."""
+        check_is_fitted(self)
+        from digitrec import checkpoint
+
+        params = {key: str(value) if isinstance(value, Path) else value for key, value in self.get_params().items()}
+        loaded = checkpoint.from_bytes(self._checkpoint_bytes())
+        checkpoint.resave(path, loaded, estimator={"class": type(self).__name__, "params": params, "history": self.history_})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DigitClassifier:
+        """A fitted estimator from a file :meth:`save` wrote; it predicts as the saved one did. Nothing in the file is
+        executed: it is read as safetensors and JSON, and a pickle is refused."""
+        from digitrec import checkpoint
+        from digitrec.errors import DigitrecError
+
+        try:
+            blob = Path(path).read_bytes()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+        try:
+            saved = checkpoint.from_bytes(blob, str(path)).meta.get("estimator")
+        except DigitrecError as e:
+            raise ValueError(str(e)) from None
+        if not isinstance(saved, dict) or saved.get("class") != cls.__name__ or not isinstance(saved.get("params"), dict):
+            raise ValueError(f"{path}: a digitrec checkpoint, but not a saved {cls.__name__} (digitrec.load reads it as a model)")
+        estimator = cls(**{key: value for key, value in saved["params"].items() if key in cls._get_param_names()})
+        estimator.classes_, estimator.n_features_in_ = np.arange(10), PIXELS
+        estimator.run_dir_, estimator.history_ = None, list(saved.get("history") or [])
+        estimator._weights, estimator._predictor = blob, None
+        return estimator
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probabilities ``(N, 10)`` of each digit; column ``i`` is ``classes_[i]``."""
@@ -207,8 +244,8 @@ class DigitClassifier(ClassifierMixin, BaseEstimator):
         """The parameters and learned attributes plus the checkpoint's bytes; never the open predictor."""
         state = dict(super().__getstate__())
         state.pop("_predictor", None)
-        if "run_dir_" in state and state.get("_weights") is None:
-            state["_weights"] = (self.run_dir_ / FINAL).read_bytes()
+        if "classes_" in state:
+            state["_weights"] = self._checkpoint_bytes()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from digitrec.checkpoint import Checkpoint
+
 BUNDLED = Path(__file__).parent / "assets" / "default.onnx"  # the model that ships in the package (tools/bundle_model.py)
 BATCH = 256  # batches of 256 keep a small CNN's activations in cache: 2.3x faster than 2000 on two cores
 METADATA_KEY = "digitrec"
@@ -114,7 +116,7 @@ class TorchEngine(Engine):
     @classmethod
     def open(cls, path: str | Path, device: str = "cpu", threads: int | None = None) -> TorchEngine:
         """``threads``, when given, sets PyTorch's intra-op threads for the whole process."""
-        from digitrec import checkpoint, models  # PyTorch loads here, and only here
+        from digitrec import checkpoint  # PyTorch loads here, and only here
 
         if threads:
             import torch
@@ -122,11 +124,17 @@ class TorchEngine(Engine):
             torch.set_num_threads(threads)
 
         path = checkpoint.resolve(path)
-        loaded = checkpoint.load(path)
+        return cls.of(checkpoint.load(path), path, device)
+
+    @classmethod
+    def of(cls, loaded: Checkpoint, source: Path, device: str = "cpu") -> TorchEngine:
+        """An engine for a checkpoint already loaded (from a file, or from bytes in memory)."""
+        from digitrec import models
+
         # checkpoints written before these were recorded get them from the registry
         meta = {"parameters": models.parameter_count(loaded.model), "reported": models.REGISTRY[loaded.architecture].reported,
                 **loaded.meta}
-        return cls(path, loaded.model, meta, device)
+        return cls(source, loaded.model, meta, device)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         return predict_logits(self.model, images, device=self.device).numpy()
