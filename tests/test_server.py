@@ -98,9 +98,31 @@ def test_a_batch_answers_every_input_in_order_and_a_bad_one_alone_fails(client: 
              ("files", ("b.png", _png(digits[1]), "image/png"))]
     results = client.post("/api/predict/batch", files=files).json()["results"]
     assert [("error" in r) for r in results] == [False, True, False]
+    assert [(r["index"], r["name"]) for r in results] == [(0, "a.png"), (1, "bad.png"), (2, "b.png")]  # read or not
     assert "bad.png: not a readable image" in results[1]["error"]
     listed = client.post("/api/predict/batch", json=[{"pixels": digits[0].tolist()}, {"pixels": [[1, 2]]}]).json()["results"]
     assert "digit" in listed[0] and "shape (1, 2)" in listed[1]["error"]
+
+
+def test_a_batch_over_the_limit_is_a_413_naming_the_limit_which_the_server_sets(client: TestClient, model: Path):
+    digit = _png(np.zeros((2, 2), np.uint8))  # small: 300 of them stay under the body limit
+    many = client.post("/api/predict/batch", files=[("files", (f"{i}.png", digit, "image/png")) for i in range(300)])
+    assert many.status_code == 413
+    assert many.json()["error"] == "300 inputs in one request; the limit is 64 (digitrec serve --max-batch)"
+    small = TestClient(create_app(model, max_batch=3))
+    four = small.post("/api/predict/batch", files=[("files", (f"{i}.png", digit, "image/png")) for i in range(4)])
+    assert (four.status_code, four.json()["error"]) == (413, "4 inputs in one request; the limit is 3 (digitrec serve --max-batch)")
+    assert small.post("/api/predict/batch", json=[{"pixels": [[0] * 28] * 28}] * 4).status_code == 413
+    schema = small.get("/openapi.json").json()["paths"]["/api/predict/batch"]["post"]["requestBody"]["content"]
+    assert schema["multipart/form-data"]["schema"]["properties"]["files"]["maxItems"] == 3
+
+
+def test_a_form_field_of_text_where_a_file_belongs_names_the_routes_own_field(client: TestClient):
+    for route, field in (("/api/predict", "file"), ("/api/predict/batch", "files")):
+        response = client.post(route, files={field: (None, "hello")})
+        assert response.status_code == 400
+        assert f"its field '{field}' holds text, not a file" in response.json()["error"]
+        assert f"-F {field}=@digit.png" in response.json()["error"]
 
 
 NOISE = _png(np.random.default_rng(0).integers(0, 255, (100, 100), dtype=np.uint8))

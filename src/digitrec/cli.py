@@ -303,8 +303,8 @@ def _serve(args: argparse.Namespace) -> None:
     from digitrec.server import create_app
 
     _check_address(args.host, args.port)
-    limits = {name: value for name, value in (("max_body", args.max_body), ("max_pixels", args.max_pixels), ("body_timeout", args.timeout))
-              if value is not None}  # unset: the app's own defaults
+    given = (("max_body", args.max_body), ("max_pixels", args.max_pixels), ("body_timeout", args.timeout), ("max_batch", args.max_batch))
+    limits = {name: value for name, value in given if value is not None}  # unset: the app's own defaults
     app = create_app(args.model, workers=args.workers, threshold=args.threshold, **limits)
     _say_bundled(args.model)
     workers = app.state.workers
@@ -483,6 +483,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     v.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body (default 5 MB; more: 413)")
     v.add_argument("--max-pixels", type=int, metavar="PIXELS",
                    help="largest image in pixels, checked before decoding (default 40 million; more: 413)")
+    v.add_argument("--max-batch", type=int, metavar="N",
+                   help="most images (or JSON digits) in one /api/predict/batch request (default 64; more: 413)")
     v.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time a client has to send its request body (default 10 s; slower: 408)")
     v.add_argument("--workers", type=int, metavar="N",

@@ -57,19 +57,19 @@ class Pixels(BaseModel):
                     "0-1 when no value exceeds 1")
 
 
-def _request_body(batch: bool) -> dict[str, Any]:
+def _request_body(batch: bool, max_batch: int = MAX_BATCH) -> dict[str, Any]:
     """The OpenAPI request body of a reading route: each way a client may send what :func:`_inputs` reads.
 
     The routes read their bodies themselves (within the size and time limits), so FastAPI is told here what they take.
     """
     binary = {"type": "string", "format": "binary"}
-    field, upload = ("files", {"type": "array", "items": binary, "maxItems": MAX_BATCH}) if batch else ("file", binary)
+    field, upload = ("files", {"type": "array", "items": binary, "maxItems": max_batch}) if batch else ("file", binary)
     form = {"type": "object", "properties": {field: upload}, "required": [field]}
     pixels = Pixels.model_json_schema()
     content = {"multipart/form-data": {"schema": form},
-               "application/json": {"schema": {"type": "array", "items": pixels, "maxItems": MAX_BATCH} if batch else pixels},
+               "application/json": {"schema": {"type": "array", "items": pixels, "maxItems": max_batch} if batch else pixels},
                **{kind: {"schema": binary} for kind in IMAGE_TYPES}}
-    what = (f"up to {MAX_BATCH} images as a multipart form, or a JSON list of digits; one raw image is a batch of one" if batch
+    what = (f"up to {max_batch} images as a multipart form, or a JSON list of digits; one raw image is a batch of one" if batch
             else "one image: raw (its own content type), or as a multipart form; or one digit as JSON")
     return {"requestBody": {"required": True, "description": what, "content": content}}
 
@@ -198,33 +198,59 @@ def _png_data_url(digit: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-async def _inputs(request: Request, body: bytes, batch: bool) -> list[tuple[str, str, Any]]:
-    """The inputs a request carries, by its content type, as (name, kind, value): a raw image, multipart files, or JSON pixels."""
+def _too_many(count: int, max_batch: int) -> BadRequest:
+    return BadRequest(413, f"{count} inputs in one request; the limit is {max_batch} (digitrec serve --max-batch)")
+
+
+async def _inputs(request: Request, body: bytes, batch: bool, max_batch: int = MAX_BATCH) -> list[tuple[str, str, Any]]:
+    """The inputs a request carries, by its content type, as (name, kind, value): a raw image, multipart files, or JSON pixels.
+
+    More than ``max_batch`` of them is a 413 naming the limit, counted before a form is parsed.
+    """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    field = "files" if batch else "file"
     if kind == "application/json":
         try:
             value = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadRequest(400, f"malformed JSON ({e})") from None
         values = value if batch and isinstance(value, list) else [value]
+        if len(values) > max_batch:
+            raise _too_many(len(values), max_batch)
         return [(f"item {i}" if batch else "pixels", "json", item) for i, item in enumerate(values)]
     if kind == "multipart/form-data":
+        boundary = _boundary(request.headers.get("content-type", ""))
+        parts = body.count(b"--" + boundary) - 1 if boundary else 0  # the closing delimiter repeats the boundary once more
+        if parts > max_batch:
+            raise _too_many(parts, max_batch)
         try:
-            form = await MultiPartParser(request.headers, _once(body), max_files=MAX_BATCH, max_fields=MAX_BATCH).parse()
+            form = await MultiPartParser(request.headers, _once(body), max_files=max_batch, max_fields=max_batch).parse()
         except MultiPartException as e:
             raise BadRequest(400, f"malformed multipart form ({e.message})") from None
         try:
             files = [(upload.filename or key, "image", await upload.read()) for key, upload in form.multi_items()
                      if not isinstance(upload, str)]
+            texts = [key for key, value in form.multi_items() if isinstance(value, str)]
         finally:
             await form.close()
         if not files:
-            raise BadRequest(400, "the form holds no file: send the image in the field 'file'")
+            given = f"its field {texts[0]!r} holds text, not a file" if texts else "it holds no file"
+            raise BadRequest(400, f"the form holds no file ({given}): send each image in the field '{field}' "
+                                  f"(curl: -F {field}=@digit.png)")
         return files
     if kind.startswith("image/") or kind == "application/octet-stream":
         return [("image", "image", body)]
     raise BadRequest(415, f"unsupported content type {kind or '(none)'!r}: send an image (image/png, image/jpeg...), "
-                          "a multipart form with the field 'file', or JSON {\"pixels\": [...]}")
+                          f"a multipart form with the field '{field}', or JSON {{\"pixels\": [...]}}")
+
+
+def _boundary(content_type: str) -> bytes:
+    """The boundary a multipart content type declares (quoted or not), or b"" without one."""
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip('"').encode("latin-1", "replace")
+    return b""
 
 
 _reader: Reader | None = None  # a reading process's own, made by _start_reading
@@ -303,8 +329,9 @@ def _answer_errors_in_json(app: FastAPI) -> None:
         return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
 
-def _reading_routes(app: FastAPI, readers: _Readers, max_body: int, body_timeout: float) -> None:
-    """``POST /api/predict`` and ``/api/predict/batch``: bodies read within ``max_body`` bytes and ``body_timeout`` s."""
+def _reading_routes(app: FastAPI, readers: _Readers, max_body: int, body_timeout: float, max_batch: int) -> None:
+    """``POST /api/predict`` and ``/api/predict/batch``: bodies read within ``max_body`` bytes and ``body_timeout`` s, at most
+    ``max_batch`` inputs a batch."""
 
     # The readings are plain JSON already: returned as responses, they skip FastAPI's encoder (70 us a reading)
     @app.post("/api/predict", summary="read one digit (or, with multi=true, a written number)", response_model=dict[str, Any],
@@ -318,27 +345,26 @@ def _reading_routes(app: FastAPI, readers: _Readers, max_body: int, body_timeout
         return JSONResponse(await readers.read(kind, value, item_name, multi, preprocessed))
 
     @app.post("/api/predict/batch", summary="read several images: one result per input, in order", response_model=dict[str, Any],
-              openapi_extra=_request_body(batch=True))
+              openapi_extra=_request_body(batch=True, max_batch=max_batch))
     async def predict_batch(request: Request, preprocessed: bool = False, multi: bool = False) -> JSONResponse:
         body = await _body(request, max_body, body_timeout)
-        inputs = await _inputs(request, body, batch=True)
-        if len(inputs) > MAX_BATCH:
-            raise BadRequest(413, f"{len(inputs)} inputs; at most {MAX_BATCH} in one batch")
+        inputs = await _inputs(request, body, batch=True, max_batch=max_batch)
 
-        async def one(item_name: str, kind: str, value: Any) -> dict[str, Any]:
+        async def one(index: int, item_name: str, kind: str, value: Any) -> dict[str, Any]:
+            given = {"index": index, "name": item_name}  # every result says which input it answers
             try:
-                return await readers.read(kind, value, item_name, multi, preprocessed)
+                return {**given, **await readers.read(kind, value, item_name, multi, preprocessed)}
             except BadRequest as e:  # one bad input gets its own error; the others are still read
-                return {"error": str(e), "status": e.status}
+                return {**given, "error": str(e), "status": e.status}
             except ReaderStopped as e:
-                return {"error": str(e), "status": 503}
+                return {**given, "error": str(e), "status": 503}
 
         # the inputs spread over the reading processes, and come back in order
-        return JSONResponse({"results": await asyncio.gather(*(one(*item) for item in inputs))})
+        return JSONResponse({"results": await asyncio.gather(*(one(i, *item) for i, item in enumerate(inputs)))})
 
 
 def create_app(model: str | Path | None = None, *, workers: int | None = None, max_body: int = MAX_BODY,
-               max_pixels: int = MAX_PIXELS, body_timeout: float = BODY_TIMEOUT,
+               max_pixels: int = MAX_PIXELS, body_timeout: float = BODY_TIMEOUT, max_batch: int = MAX_BATCH,
                threshold: float = predict.UNCERTAIN_BELOW) -> FastAPI:
     """The page and the API over one model (None: the bundled one), read by ``workers`` processes (None: one per core).
 
@@ -350,6 +376,8 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
     workers = cores() if workers is None else workers
     if workers < 1:
         raise DigitrecError(f"{workers} workers: at least one process must read", "--workers")
+    if max_batch < 1:
+        raise DigitrecError(f"{max_batch} inputs a batch: at least one must be allowed", "--max-batch")
     readers = _Readers(workers, (None if model is None else str(Path(model).resolve()), threshold, max_pixels))
     app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
                   version=str(meta.get("versions", {}).get("digitrec", "")), lifespan=readers.lifespan)
@@ -367,7 +395,7 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
                 "test_accuracy": provenance.get("test_accuracy"), "engine": loaded.engine.kind, "threshold": loaded.threshold,
                 "workers": workers, "metadata": meta}
 
-    _reading_routes(app, readers, max_body, body_timeout)
+    _reading_routes(app, readers, max_body, body_timeout, max_batch)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
