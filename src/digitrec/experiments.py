@@ -9,7 +9,7 @@ and with curves. An experiment file says so once::
     epochs = 12
     [[run]]
     name = "original"
-    model = "seed003-original"        # a preset or a registered architecture
+    model = "seed003-original"        # a preset or a registered architecture (every run names one, or a recipe)
     published = 99.31                 # the report's test accuracy, %, shown beside ours
     source = "seed 003, table 2"
     [[grid]]                          # every combination of the lists, one run each
@@ -188,10 +188,13 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
     name = _text(entry["name"], source, f"{where}.name")
     if not name or not set(name) <= SAFE_NAME or name.startswith("."):
         raise DigitrecError(f"'{where}.name' {name!r} must be letters, digits, '-', '_' or '.' (it names a folder)", source)
-    model = _text(entry.get("model", plans.DEFAULT), source, f"{where}.model")
+    if "model" not in entry and "recipe" not in entry:  # never a silent default: a study says what each run trains
+        raise DigitrecError(f"'{where}.model' is missing: say what {name!r} trains (a preset such as {plans.DEFAULT!r}, "
+                            "or an architecture: digitrec models lists them)", source)
     recipe = entry.get("recipe")
     if recipe is not None:
         recipe = _text(recipe, source, f"{where}.recipe")
+    model = _text(entry["model"], source, f"{where}.model") if "model" in entry else None
     arguments = _table(entry["arguments"], source, f"{where}.arguments") if "arguments" in entry else None
     overrides = {**common, **_table(entry.get("overrides", {}), source, f"{where}.overrides")}
     run_data = _text(entry["data"], source, f"{where}.data") if "data" in entry else data
@@ -207,7 +210,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
     except TypeError as e:  # a recipe field given a value of the wrong type
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
-    return RunSpec(name, model, plan, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
+    return RunSpec(name, model or recipe, plan, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
                    float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"),
                    published_on, _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
 
