@@ -252,7 +252,7 @@ def test_save_preprocessed_writes_the_28x28_image_the_model_saw(synthetic_run: P
     assert seen.shape == (28, 28) and seen.max() > 200 and seen[0, 0] == 0  # white ink on black, like MNIST
 
 
-def test_saved_preprocessed_images_are_named_after_every_input_even_with_one_name(synthetic_run: Path, tmp_path: Path):
+def test_saved_preprocessed_images_keep_each_input_name_numbered_only_where_two_share_it(synthetic_run: Path, tmp_path: Path):
     from digitrec.images import to_mnist
 
     for folder, box in (("a", (slice(20, 80), slice(45, 55))), ("b", (slice(45, 55), slice(20, 80)))):  # | and -
@@ -262,8 +262,8 @@ def test_saved_preprocessed_images_are_named_after_every_input_even_with_one_nam
         Image.fromarray(canvas).save(tmp_path / folder / "x.png")
     result = run_cli("predict", str(synthetic_run), "a/x.png", "b/x.png", "--save-preprocessed", "seen", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["0000-a_x.png", "0001-b_x.png"]
-    for saved, given in (("0000-a_x.png", "a/x.png"), ("0001-b_x.png", "b/x.png")):
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["x-2.png", "x.png"]  # numbered only on a clash
+    for saved, given in (("x.png", "a/x.png"), ("x-2.png", "b/x.png")):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / saved)), to_mnist(tmp_path / given))
 
 
@@ -276,7 +276,7 @@ def test_explain_shows_every_step_from_the_photo_to_the_digits_the_model_saw(syn
     result = run_cli("predict", str(synthetic_run), "eleven.png", "--multi", "--explain", "why", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (strip,) = (tmp_path / "why").iterdir()
-    assert strip.name == "0000-eleven-steps.png"
+    assert strip.name == "eleven-steps.png"  # the input's own name
     image = np.asarray(Image.open(strip).convert("L"))
     tiles = np.flatnonzero(np.diff((image[8:-28] < 250).any(axis=0).astype(int)) == 1)  # left edges of the pictures
     assert len(tiles) >= 6  # the image, its ink axis, the paper removed, the ink kept, then one 28x28 per digit

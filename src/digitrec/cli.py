@@ -445,9 +445,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
     p.add_argument("--threshold", type=float, default=UNCERTAIN_BELOW, help=THRESHOLD_HELP)
-    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (NNNN-<input path>.png)")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw (<input name>.png, -2 on a clash)")
     p.add_argument("--explain", metavar="DIR",
-                   help="write each preprocessing step of every image side by side (NNNN-<input path>-steps.png): why it reads as it does")
+                   help="write each preprocessing step of every image side by side (<input name>-steps.png): why it reads as it does")
     p.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     p.add_argument("--rows", metavar="MODEL", help="the row reader: a run of `digitrec train --model rows` or its .onnx file "
                                                   "(default: the bundled one)")

@@ -252,24 +252,26 @@ class Predictor:
                   names: Sequence[str] | None = None, explain: str | Path | None = None) -> Iterator[Reading | DigitrecError]:
         """A :class:`Reading` for each input as it is read, or the :class:`DigitrecError` that input gave instead.
 
-        ``save_preprocessed`` writes what the model saw as ``NNNN-NAME.png``: numbered in input
-        order and named after the input (its path, folders included), so no two inputs share a file.
-        ``explain`` writes ``NNNN-NAME-steps.png``: each step of the preprocessing, side by side.
+        ``save_preprocessed`` writes what the model saw as ``NAME.png``, named after the input
+        (``photo_5.png`` for ``shots/photo_5.jpg``; ``photo_5-2.png`` for a second input of that name).
+        ``explain`` writes ``NAME-steps.png``: each step of the preprocessing, side by side.
         """
         folders = [check_writable_dir(f) if f is not None else None for f in (save_preprocessed, explain)]
+        output_names = _OutputNames()
         for index, item in enumerate(_items(inputs)):
             source = names[index] if names else _name(item, index)
             try:
-                yield self._read_one(item, source, multi, index, *folders)
+                yield self._read_one(item, source, multi, output_names, *folders)
             except DigitrecError as e:  # an image given as bytes or as an object is named as the caller named it
                 named = e.source and not e.source.startswith("<")
                 yield e if named else type(e)(e.reason, "stdin" if source == "-" else source, e.place)
 
-    def _read_one(self, item: Any, source: str, multi: bool, index: int, folder: Path | None, explain: Path | None) -> Reading:
+    def _read_one(self, item: Any, source: str, multi: bool, output_names: _OutputNames, folder: Path | None,
+                  explain: Path | None) -> Reading:
         page = _page(item)
         reading = self._read_number(page, source) if multi else self._read_digit(page, source)
         if folder is not None or explain is not None:
-            _write_views(page, reading, _output_name(source, index), folder, explain)
+            _write_views(page, reading, output_names(source), folder, explain)
         return reading
 
     def _read_digit(self, page: images.Page, source: str) -> Reading:
@@ -399,15 +401,26 @@ def _pooled(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax((logs[0] + logs[1]) / 2)).astype(np.float32)
 
 
-def _output_name(source: str, index: int) -> str:
-    """``NNNN-<input path, folders joined by _>``: numbered in input order, so no two inputs share a name."""
-    if source == "-":
-        name = "stdin"
-    elif source.startswith("<"):
-        name = source.strip("<>").replace(" ", "-")
-    else:
-        name = Path(source).with_suffix("").as_posix()
-    return f"{index:04d}-" + "_".join(part for part in name.replace("\\", "/").split("/") if part not in ("", ".", ".."))
+class _OutputNames:
+    """The file names of one read's views: each input's own name (``photo_5`` for ``shots/photo_5.jpg``), numbered from 2
+    only where inputs share one (``photo_5-2``), so that no view overwrites another."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def __call__(self, source: str) -> str:
+        if source == "-":
+            base = "stdin"
+        elif source.startswith("<"):
+            base = source.strip("<>").replace(" ", "-")
+        else:
+            base = Path(source.replace("\\", "/")).stem or "image"
+        name, count = base, 1
+        while name in self.taken:
+            count += 1
+            name = f"{base}-{count}"
+        self.taken.add(name)
+        return name
 
 
 def _write_views(page: images.Page, reading: Reading, name: str, folder: Path | None, explain: Path | None) -> None:
