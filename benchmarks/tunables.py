@@ -31,7 +31,8 @@ import cv2
 from threadpoolctl import threadpool_limits
 
 import digitrec
-from digitrec.data import IMAGE_SUFFIXES, load_mnist
+from digitrec.choices import IMAGE_SUFFIXES
+from digitrec.data import load_mnist
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODULES = ("ink", "clean", "field", "cuts")

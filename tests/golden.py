@@ -36,7 +36,8 @@ def _row(set_name: str, name: str, mode: str, reading) -> tuple[str, ...]:
 def readings() -> Iterator[tuple[str, ...]]:
     """Every development set read with the bundled models, a row (:data:`COLUMNS`) per input, in a fixed order."""
     import digitrec
-    from digitrec.data import IMAGE_SUFFIXES, load_mnist
+    from digitrec.choices import IMAGE_SUFFIXES
+    from digitrec.data import load_mnist
 
     reader = digitrec.load(threads=1)
     for set_name, mode in IMAGE_SETS.items():

@@ -286,7 +286,7 @@ def test_an_empty_folder_a_missing_file_and_stdin_among_files(synthetic_run: Pat
     (tmp_path / "empty").mkdir()
     alone = run_cli("predict", str(synthetic_run), str(tmp_path / "empty"))
     assert alone.returncode == 2 and alone.stderr.strip() == f"digitrec: error: {tmp_path / 'empty'}: no images found in this folder " \
-        "(PNG, JPEG, GIF, BMP, WebP or TIFF files)"
+        "(PNG, JPEG, GIF, BMP, WebP, TIFF or ICO files)"
     x, _ = synthetic_digits(2, seed=3)
     Image.fromarray(x[0]).save(tmp_path / "good.png")
     buffer = io.BytesIO()
@@ -649,3 +649,15 @@ def test_an_empty_batch_gives_empty_answers_of_the_right_shape():
         assert reader.predict(empty).shape == (0,)
         assert reader.predict_proba(empty).shape == (0, 10)
     assert reader.read([]) == []
+
+
+def test_every_format_it_names_is_read_from_a_folder(synthetic_run: Path, tmp_path: Path):
+    from digitrec.choices import IMAGE_FORMATS
+
+    digit = synthetic_digits(1, seed=6)[0][0]
+    for name, suffixes in IMAGE_FORMATS.items():
+        Image.fromarray(np.pad(digit, 2)).convert("RGB").save(tmp_path / f"seven{suffixes[0]}", format=name.upper())
+    result = run_cli("predict", str(synthetic_run), str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    read = sorted(Path(json.loads(line)["source"]).suffix for line in result.stdout.splitlines())
+    assert read == sorted(suffixes[0] for suffixes in IMAGE_FORMATS.values())

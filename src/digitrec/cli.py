@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digitrec.choices import ENGINES, UNCERTAIN_BELOW
+from digitrec.choices import ENGINES, FORMAT_NAMES, UNCERTAIN_BELOW
 from digitrec.errors import DigitrecError, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def _image_inputs(arguments: list[str]) -> tuple[list[object], list[str], list[D
         elif Path(argument).is_dir():
             found = predict.images_in(argument)
             if not found:
-                empty.append(DigitrecError("no images found in this folder (PNG, JPEG, GIF, BMP, WebP or TIFF files)", argument))
+                empty.append(DigitrecError(f"no images found in this folder ({FORMAT_NAMES} files)", argument))
             sources += found
             names += [str(path) for path in found]
         else:  # a missing file is reported when it is read, like an unreadable one, and the others are still read
@@ -440,8 +440,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("predict", help="read the digit in images: files, folders, or - for one image on stdin",
                             usage="digitrec predict [-h] [options] [MODEL] IMAGE [IMAGE ...]")
     p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
-                   help="a run directory, checkpoint or .onnx file (default: the bundled model), then image files (PNG, JPEG, GIF, "
-                        "BMP, WebP, TIFF), folders of them, and - for one image on standard input")
+                   help=f"a run directory, checkpoint or .onnx file (default: the bundled model), then image files ({FORMAT_NAMES}), "
+                        "folders of them, and - for one image on standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--multi", action="store_true", help="each image holds a number: read its digits left to right")
     p.add_argument("--threshold", type=float, default=UNCERTAIN_BELOW, help=THRESHOLD_HELP)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.choices import IMAGE_SUFFIXES
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write
 from digitrec.mnist_format import FIELD, PIXELS
@@ -45,7 +46,6 @@ MIRRORS = (
     "https://yann.lecun.com/exdb/mnist/",
 )
 PARTS = {"train": "train", "test": "t10k"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)

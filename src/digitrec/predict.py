@@ -31,8 +31,8 @@ from PIL import Image
 
 from digitrec import detector as digit_detector
 from digitrec import images, rows
-from digitrec.choices import UNCERTAIN_BELOW
-from digitrec.data import IMAGE_SUFFIXES, load_kaggle_csv
+from digitrec.choices import IMAGE_SUFFIXES, UNCERTAIN_BELOW
+from digitrec.data import load_kaggle_csv
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write, check_output_file, check_writable_dir
 from digitrec.inference import Engine, TorchEngine, file_digest, open_engine
