@@ -37,10 +37,12 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None, max_
     Pillow's 20 ms with the copy out of it).
     """
     source = str(path) if isinstance(path, str | Path) else getattr(path, "name", "<stream>")
+    kind = "image"  # what the header says it is, for the error a damaged one gets
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS below is the limit
             with Image.open(path) as image:
+                kind = f"{image.format} image" if image.format else kind
                 width, height = image.size
                 if width * height > max_pixels:
                     raise TooLarge(f"the image is {width}x{height} pixels, more than the {max_pixels:,} accepted", source)
@@ -59,10 +61,11 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None, max_
         raise DigitrecError("not a readable image (not an image, or a format Pillow cannot decode)", source) from None
     except Image.DecompressionBombError:
         raise TooLarge(f"the image has more pixels than the {max_pixels:,} accepted", source) from None
-    except Exception as e:
+    except Exception:
         # Pillow's decoders (and libspng) report damaged data with many exception types (OSError,
-        # SyntaxError, struct.error, IndexError, EOFError, RuntimeError...); to the user each means the same thing.
-        raise DigitrecError(f"not a readable image (damaged or truncated: {e.__class__.__name__}: {e})", source) from None
+        # SyntaxError, struct.error, IndexError, EOFError, RuntimeError...) and their own wording; to the user each means
+        # the same thing, said without the library's internals
+        raise DigitrecError(f"not a readable image (a damaged or truncated {kind})", source) from None
 
 
 def _plain_png(image: Image.Image) -> bool:
