@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header  # python-multipart's, either name
 
 from digitrec import images, predict
 from digitrec.errors import DigitrecError, TooLarge
@@ -219,7 +219,7 @@ async def _inputs(request: Request, body: bytes, batch: bool, max_batch: int = M
             raise _too_many(len(values), max_batch)
         return [(f"item {i}" if batch else "pixels", "json", item) for i, item in enumerate(values)]
     if kind == "multipart/form-data":
-        boundary = _boundary(request.headers.get("content-type", ""))
+        boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary", b"")
         parts = body.count(b"--" + boundary) - 1 if boundary else 0  # the closing delimiter repeats the boundary once more
         if parts > max_batch:
             raise _too_many(parts, max_batch)
@@ -242,15 +242,6 @@ async def _inputs(request: Request, body: bytes, batch: bool, max_batch: int = M
         return [("image", "image", body)]
     raise BadRequest(415, f"unsupported content type {kind or '(none)'!r}: send an image (image/png, image/jpeg...), "
                           f"a multipart form with the field '{field}', or JSON {{\"pixels\": [...]}}")
-
-
-def _boundary(content_type: str) -> bytes:
-    """The boundary a multipart content type declares (quoted or not), or b"" without one."""
-    for parameter in content_type.split(";")[1:]:
-        key, _, value = parameter.strip().partition("=")
-        if key.lower() == "boundary":
-            return value.strip('"').encode("latin-1", "replace")
-    return b""
 
 
 _reader: Reader | None = None  # a reading process's own, made by _start_reading
