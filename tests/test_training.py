@@ -148,6 +148,20 @@ def test_one_cycle_rises_to_the_peak_and_falls_to_zero():
     assert rates[-1] < 0.002
 
 
+def test_one_cycle_annealed_by_cosine_is_pytorchs_one_cycle_step_for_step():
+    """The row reader and the detector were first trained with torch's OneCycleLR; their recipes say ``anneal = "cos"``."""
+    recipe = Recipe(optimizer="adamw", lr=3e-3, epochs=4, schedule="onecycle", warmup=0.3, anneal="cos")
+    ours = training.LearningRate(recipe, steps_per_epoch=25)
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=100, pct_start=recipe.warmup)
+    for step in range(100):
+        group = optimizer.param_groups[0]
+        assert ours.at(step) == pytest.approx(group["lr"], rel=1e-9) and ours.momentum_at(step) == pytest.approx(group["betas"][0])
+        optimizer.step()
+        theirs.step()
+    assert training.LearningRate(replace(recipe, anneal="linear"), 25).momentum_at(50) is None  # the triangle cycles nothing
+
+
 def test_cosine_and_step_schedules():
     cosine = training.LearningRate(Recipe(lr=0.1, epochs=2, schedule="cosine"), steps_per_epoch=50)
     assert cosine.at(0) == pytest.approx(0.1) and cosine.at(50) == pytest.approx(0.05)

@@ -17,6 +17,7 @@ from digitrec.errors import DigitrecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "plateau", "onecycle", "cosine")
+ANNEALS = ("linear", "cos")
 SPLITS = ("stratified", "last")
 
 
@@ -92,6 +93,9 @@ class Recipe:
                                        "(x plateau-factor after plateau-patience epochs without validation gain, as Keras' "
                                        "ReduceLROnPlateau); onecycle (rise, then fall to 0); cosine", choices=SCHEDULES)
     warmup: float = option(0.25, "onecycle: the share of the steps spent rising to lr, in [0, 1)", metavar="SHARE")
+    anneal: str = option("linear", "onecycle: linear (airbench's triangle: from lr/25 up, then down to 0) or cos (PyTorch's "
+                                   "OneCycleLR: cosine from lr/25 up, then down to lr/250000, the momentum or Adam's beta1 cycled "
+                                   "0.95 -> 0.85 -> 0.95)", choices=ANNEALS)
     step_size: int = option(10, "step: epochs between reductions", metavar="EPOCHS")
     gamma: float = option(0.1, "step: the factor of each reduction, > 0", metavar="FACTOR")
     plateau_factor: float = option(0.5, "plateau: the factor of each reduction, in (0, 1)", metavar="FACTOR")
@@ -119,6 +123,8 @@ class Recipe:
             raise DigitrecError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}", "schedule")
         if not isinstance(self.nesterov, bool):
             raise DigitrecError(f"must be true or false, got {self.nesterov!r}", "nesterov")
+        if self.anneal not in ANNEALS:
+            raise DigitrecError(f"unknown anneal {self.anneal!r}; choose from {', '.join(ANNEALS)}", "anneal")
         if self.split not in SPLITS:
             raise DigitrecError(f"unknown split {self.split!r}; choose from {', '.join(SPLITS)}", "split")
         if not isinstance(self.augment, Augment):
@@ -166,8 +172,11 @@ DIGITNET_RECIPE = Recipe(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, b
 # The row reader (digitrec.tasks.RowsTask): an epoch is as many synthetic rows as there are training digits, so
 # MNIST's 50,000 make 782 steps of 64 and nine epochs 7,038 steps. MNIST's last 10,000 training digits are held out:
 # rows of them measure the reader and calibrate it. Its 1s are drawn with a European flag as the default model's are.
+# The row reader and the detector anneal as PyTorch's OneCycleLR: on the linear triangle, detectors of three seeds
+# flagged 26-30 of optdigits-dev's 2,880 real digits as no digit, on cos 11 (and 12-14 under the old trainers, which
+# ran OneCycleLR itself); BENCHMARKS.md, "The row reader and the detector rebuilt by `digitrec train`".
 ROWS_RECIPE = Recipe(optimizer="adamw", lr=2e-3, weight_decay=5e-4, batch_size=64, epochs=9, schedule="onecycle", warmup=0.1,
-                     validation=1 / 6, split="last", flagged_ones=0.2)
+                     anneal="cos", validation=1 / 6, split="last", flagged_ones=0.2)
 # The digit detector (digitrec.tasks.DetectorTask): MNIST's last 10,000 training digits set its threshold.
 DETECTOR_RECIPE = Recipe(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=256, epochs=8, schedule="onecycle", warmup=0.3,
-                         validation=1 / 6, split="last")
+                         anneal="cos", validation=1 / 6, split="last")

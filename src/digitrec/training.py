@@ -102,6 +102,11 @@ def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer | 
     raise ValueError(recipe.optimizer)
 
 
+def _cos_between(start: float, end: float, share: float) -> float:
+    """From ``start`` at share 0 to ``end`` at share 1 along half a cosine, as PyTorch's OneCycleLR anneals."""
+    return end + (start - end) / 2 * (math.cos(math.pi * share) + 1)
+
+
 class LearningRate:
     """The learning rate at every step: a closed-form schedule times a plateau factor."""
 
@@ -121,6 +126,9 @@ class LearningRate:
                 lr = r.lr * r.gamma ** (step // self.steps_per_epoch // r.step_size)
             case "cosine":
                 lr = r.min_lr + (r.lr - r.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+            case "onecycle" if r.anneal == "cos":
+                rising, share = self._cycle(step)
+                lr = _cos_between(r.lr / 25, r.lr, share) if rising else _cos_between(r.lr, r.lr / 25 / 1e4, share)
             case "onecycle":  # linear rise from lr/25, linear fall to zero: airbench's triangle
                 if progress < r.warmup:
                     lr = r.lr * (0.04 + 0.96 * progress / r.warmup)
@@ -129,6 +137,20 @@ class LearningRate:
             case _:
                 lr = r.lr
         return max(lr * self.plateau_scale, r.min_lr) if r.schedule == "plateau" else lr
+
+    def momentum_at(self, step: int) -> float | None:
+        """The momentum (Adam's beta1) at every step where the schedule cycles it (``anneal = "cos"``); None elsewhere."""
+        if self.recipe.schedule != "onecycle" or self.recipe.anneal != "cos":
+            return None
+        rising, share = self._cycle(step)
+        return _cos_between(0.95, 0.85, share) if rising else _cos_between(0.85, 0.95, share)
+
+    def _cycle(self, step: int) -> tuple[bool, float]:
+        """Whether ``step`` is in the rise of PyTorch's OneCycleLR, and how far along that phase (0-1), as it counts them."""
+        peak, last = self.recipe.warmup * self.total - 1, self.total - 1
+        if step <= peak:
+            return True, step / peak if peak > 0 else 1.0
+        return False, (step - peak) / (last - peak) if last > peak else 1.0
 
     def epoch_end(self, monitored: float) -> None:
         """Keras' ReduceLROnPlateau on accuracy: min_delta 1e-4, reduce once ``patience`` epochs pass."""
@@ -707,6 +729,14 @@ def _combine(out: Path, members: int, training: dict[str, Any], data_spec: str, 
     _export(out, log)
 
 
+def _set_momentum(group: dict[str, Any], momentum: float) -> None:
+    """Set a parameter group's momentum: Adam's beta1, or SGD's and RMSprop's momentum (Adadelta has none)."""
+    if "betas" in group:
+        group["betas"] = (momentum, group["betas"][1])
+    elif "momentum" in group:
+        group["momentum"] = momentum
+
+
 def _train_epoch(state: RunState, recipe: Recipe, task: Task, epoch: int, bar: Any, *, group: Group = ALONE,
                  forward: nn.Module | None = None, stop: Callable[[], bool] | None = None,
                  check_replicas: bool = False) -> dict[str, Any] | None:
@@ -741,8 +771,11 @@ def _train_epoch(state: RunState, recipe: Recipe, task: Task, epoch: int, bar: A
         mine = batch[group.share(len(batch))]
         x, target, shared = task.inputs(state.generator, batch, mine, epoch, group)
         lr = state.schedule.at((epoch - 1) * steps + step)
+        momentum = state.schedule.momentum_at((epoch - 1) * steps + step)
         for group_of_params in optimizer.param_groups:
             group_of_params["lr"] = lr
+            if momentum is not None:
+                _set_momentum(group_of_params, momentum)
         output = forward(x)
         loss = task.loss(output, target, net, len(batch), shared, group)
         optimizer.zero_grad(set_to_none=True)
