@@ -74,6 +74,18 @@ def test_a_blank_page_is_no_digit_rather_than_a_guess(synthetic_run: Path):
     assert reading.digit is None and reading.uncertain and "no ink" in reading.reason
 
 
+def test_a_page_with_nothing_to_read_says_why_and_is_called_blank_only_when_it_is():
+    """A printed sudoku whose digits were dropped with its grid was "a blank image": the reason names what was dropped."""
+    squared, ruled, dot = (np.full((300, 300), 255, np.uint8) for _ in range(3))
+    squared[10::24] = squared[:, 10::24] = 150
+    ruled[20::30] = 120
+    dot[140:146, 140:146] = 0
+    reasons = [reading.reason for reading in digitrec.load().read([squared, ruled, dot, np.full((100, 100), 255, np.uint8)])]
+    assert reasons == ["no digit found: only lines (of a grid, a form or ruled paper), which are not read"] * 2 + [
+        "no digit found: only a dot", "no ink found: a blank image"]
+    assert digitrec.load().read(squared, multi=True)[0].reason == reasons[0]
+
+
 @pytest.mark.parametrize("shape", ["(N, 1, 28, 28)", "(N, 28, 28, 1)", "(N, 28, 28, 3)", "(N, 3, 28, 28)", "float tensor (N, 1, 28, 28)",
                                    "list of (28, 28, 1)", "nested lists"])
 def test_the_array_shapes_pytorch_and_keras_users_hold_read_as_the_same_digits(synthetic_run: Path, shape: str):
@@ -509,10 +521,13 @@ def test_the_row_reader_counts_the_digits_of_a_number_where_cuts_cannot(mnist_di
 def test_real_handwritten_numbers_are_read_exactly():
     """numbers-dev: 26 numbers of 2 to 6 digits from other people's repositories (pencil on ruled paper, shadows, dark paper)."""
     numbers = _images(NUMBERS)
-    read = [r.number for r in digitrec.load().read(numbers, multi=True)]
-    # 25 of 26, issue 12's target of 95 %: 6789 is read 0789 by both readers. The digit model alone reads 280272's 0, cut in two
+    readings = digitrec.load().read(numbers, multi=True)
+    wrong = [r for r, path in zip(readings, numbers, strict=True) if r.number != path.name.split("_")[0]]
+    # 25 of 26, issue 12's target of 95 %: 6789 is read 0789 by the row reader. The digit model alone reads 280272's 0, cut in two
     # where it touches the 8, as a 7 at 69 %; pooled with the row reader's sure 0, it is read right.
-    assert sum(got == path.name.split("_")[0] for got, path in zip(read, numbers, strict=True)) >= 25
+    assert len(wrong) <= 1
+    # never silently wrong: 6789's 6 is cut in two, so the digit model counts 5 digits where the row reader counts 4
+    assert all(r.uncertain and "digits, the row reader" in r.reason for r in wrong)
 
 
 def test_two_readers_sure_of_different_digits_leave_the_digit_unsure():
@@ -596,7 +611,7 @@ def test_the_lines_of_squared_paper_are_no_part_of_a_digit(mnist_dir: Path):
     read = reader.read(_on_pages(test.images[:40], sheet))
     assert _share_right(read, test.labels[:40]) >= 0.9
     assert np.mean([r.uncertain for r in read]) <= 0.15
-    assert reader.read(sheet.astype(np.uint8))[0].reason.startswith("no ink")
+    assert reader.read(sheet.astype(np.uint8))[0].reason.startswith("no digit found: only lines")
 
 
 def test_a_ring_drawn_around_a_digit_is_no_part_of_it(mnist_dir: Path):

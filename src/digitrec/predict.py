@@ -131,9 +131,17 @@ def _name(item: Any, index: int) -> str:
     return str(item) if isinstance(item, str | Path) else f"<{type(item).__name__} {index}>"
 
 
-def _no_ink(source: str, multi: bool) -> Reading:
-    """The reading of a page that holds nothing to read."""
-    return Reading(source, None, 0.0, [], True, "no ink found: a blank image", number="" if multi else None)
+# What a reading says of a page that holds nothing to read, by why (images.Page.nothing): a page whose ink was
+# all taken for lines or dust is never called blank
+NOTHING = {"blank": "no ink found: a blank image",
+           "specks": "no digit found: only specks of dust stand out of the paper",
+           "lines": "no digit found: only lines (of a grid, a form or ruled paper), which are not read",
+           "dot": "no digit found: only a dot"}
+
+
+def _no_ink(source: str, multi: bool, why: str | None = None) -> Reading:
+    """The reading of a page that holds nothing to read, saying why (:data:`NOTHING`)."""
+    return Reading(source, None, 0.0, [], True, NOTHING[why or "blank"], number="" if multi else None)
 
 
 class Predictor:
@@ -277,7 +285,7 @@ class Predictor:
     def _read_digit(self, page: images.Page, source: str) -> Reading:
         """One digit: the page's ink read whole, flagged where it is several digits or a second model doubts it."""
         if page.blank:
-            reading = _no_ink(source, multi=False)
+            reading = _no_ink(source, multi=False, why=page.nothing)
         else:
             probabilities = self._probabilities(page.digit[None], np.array([page.scan]))[0]
             # only separate groups of ink count as several digits: cutting one wide digit is for --multi
@@ -335,14 +343,19 @@ class Predictor:
         return [flat[i] for i in chosen], probabilities[chosen]
 
     def _read_number(self, page: images.Page, source: str) -> Reading:
-        """A written number, its digits read left to right (:meth:`_number_digits`)."""
-        probabilities, pieces = self._number_digits(page)
-        reading = self._number(source, probabilities)
+        """A written number, its digits read left to right (:meth:`_number_digits`); flagged where the two readers
+        count its digits differently, since then one of them has dropped or invented a digit."""
+        probabilities, pieces, counts = self._number_digits(page)
+        reading = self._number(source, probabilities, page.nothing)
+        if counts is not None:
+            doubt = f"the digit model counts {counts[0]} digits, the row reader {counts[1]}"
+            reading.uncertain, reading.reason = True, f"{doubt}; {reading.reason}" if reading.reason else doubt
         reading.seen = np.stack(pieces) if pieces else np.zeros((0, images.FIELD, images.FIELD), np.uint8)
         return reading
 
-    def _number_digits(self, page: images.Page) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A written number's digits as ``(K, 10)`` probabilities, and what was read (the digits, or the row).
+    def _number_digits(self, page: images.Page) -> tuple[np.ndarray, list[np.ndarray], tuple[int, int] | None]:
+        """A written number's digits as ``(K, 10)`` probabilities, what was read (the digits, or the row), and the
+        two readers' counts of its digits where they differ (None where they agree, or where only one reads).
 
         The digit model reads the ink cut where it reads the pieces most surely (:meth:`_best_cut`);
         the row reader reads the row uncut, and counts touching and overlapping digits better. Where the
@@ -357,17 +370,19 @@ class Predictor:
             logits = row_reader.logits(row)
             read = rows.decode(logits, row_reader.temperature)
             if len(read) == len(pieces):
-                return _pooled(probabilities, read), pieces
+                return _pooled(probabilities, read), pieces, None
             if len(read):
+                counts = (len(pieces), len(read))
                 odds = [rows.sequence_probability(logits, reading.argmax(axis=1).tolist(), row_reader.temperature)
                         for reading in (read, probabilities)]
                 if odds[0] > ROW_READING_ODDS * odds[1]:
-                    return read, [np.round(row * 255).astype(np.uint8)]
-        return probabilities, pieces
+                    return read, [np.round(row * 255).astype(np.uint8)], counts
+                return probabilities, pieces, counts
+        return probabilities, pieces, None
 
-    def _number(self, source: str, probabilities: np.ndarray) -> Reading:
+    def _number(self, source: str, probabilities: np.ndarray, nothing: str | None) -> Reading:
         if not len(probabilities):
-            return _no_ink(source, multi=True)
+            return _no_ink(source, multi=True, why=nothing)
         digits = [self._reading(f"{source}#{i + 1}", p) for i, p in enumerate(probabilities)]
         confidence = float(np.prod([d.confidence for d in digits]))
         number = "".join("?" if d.digit is None else str(d.digit) for d in digits)

@@ -36,6 +36,7 @@ class _Found(NamedTuple):
     levels: np.ndarray  # ink level: the paper's own level removed (but on a scan)
     cleaned: ink.Ink | None  # the ink that stands out, cleaned (None: nothing stands out of the paper)
     ink: ink.Ink  # what is read: the cleaned ink, or none at all
+    nothing: str | None  # why there is nothing to read (:attr:`Page.nothing`); None where there is
 
 
 class Page:
@@ -76,9 +77,15 @@ class Page:
         stands_out = ink.threshold(levels, contrast, scan)
         cleaned = None if stands_out is None else clean.cleaned(stands_out, scan)
         # squared paper alone, or a dot on a blank page, is no ink
-        found = (cleaned is not None and cleaned.found
-                 and not ink.a_dot(cleaned, pixels.shape[0] / levels.shape[0]))
-        return _Found(planes, farther, levels, cleaned, cleaned if found else ink.blank(levels.shape))
+        if stands_out is None or cleaned is None:
+            nothing = "blank"
+        elif not stands_out.found:
+            nothing = "specks"
+        elif not cleaned.found:
+            nothing = "lines"
+        else:
+            nothing = "dot" if ink.a_dot(cleaned, pixels.shape[0] / levels.shape[0]) else None
+        return _Found(planes, farther, levels, cleaned, ink.blank(levels.shape) if nothing else cleaned, nothing)
 
     @property
     def ink(self) -> ink.Ink:
@@ -99,6 +106,15 @@ class Page:
     def blank(self) -> bool:
         """Whether the page holds no ink to read (a blank page, or one whose only marks are dust or ruled lines)."""
         return not self.digit.any()
+
+    @property
+    def nothing(self) -> str | None:
+        """Why the page holds nothing to read, where it holds nothing: ``"blank"`` (nothing stands out of the
+        paper), ``"specks"`` (only dust), ``"lines"`` (only the lines of squared or ruled paper, a grid or a
+        form's boxes, all dropped), ``"dot"`` (one dot alone). None where there is ink to read."""
+        if not self.blank:
+            return None
+        return "blank" if self._digit is not None else self._found.nothing or "blank"
 
     @_kept
     def count(self) -> int:
