@@ -227,6 +227,14 @@ def test_predict_prints_digit_confidence_and_top3_for_files_and_folders(syntheti
     assert text.returncode == 0 and "top 3:" in text.stdout
 
 
+def test_a_sure_reading_is_never_printed_as_certain(mnist_dir: Path, tmp_path: Path):
+    """The bundled model reads MNIST's first test digit at about 0.9999: "100.0%" would claim certainty."""
+    Image.fromarray(data.load_mnist("test", mnist_dir, download=False).images[0]).save(tmp_path / "seven.png")
+    digit, number = (run_cli("predict", str(tmp_path / "seven.png"), *extra).stdout for extra in ([], ["--multi"]))
+    assert digit.split()[1:3] == ["7", ">99.9%"] and "100.0%" not in digit
+    assert number.split()[1:3] == ["7", ">99.9%"] and "[7 (>99.9%)]" in number
+
+
 def test_one_bad_file_is_reported_and_the_others_are_still_read(synthetic_run: Path, tmp_path: Path):
     x, _ = synthetic_digits(1, seed=3)
     Image.fromarray(x[0]).save(tmp_path / "good.png")

@@ -264,15 +264,20 @@ def _explain(args: argparse.Namespace) -> None:
     print(f"explanation: {report.explanation_report(model, sources, args.out)} (and explain.md beside it)")
 
 
+def _percent(probability: float) -> str:
+    """A probability as people read it, never rounded up to certainty (the page's app.js says the same)."""
+    return ">99.9%" if probability >= 0.9995 else f"{probability:.1%}"
+
+
 def _reading_line(reading: Reading) -> str:
     flag = f"  uncertain: {reading.reason}" if reading.uncertain else ""
     if reading.number is not None:
-        parts = " ".join(f"{d.digit} ({d.confidence:.0%})" for d in reading.digits)
-        return f"{reading.source}: {reading.number or '-'}  {reading.confidence:.1%}  [{parts}]{flag}"
+        parts = " ".join(f"{d.digit} ({_percent(d.confidence)})" for d in reading.digits)
+        return f"{reading.source}: {reading.number or '-'}  {_percent(reading.confidence)}  [{parts}]{flag}"
     if reading.digit is None:
         return f"{reading.source}: -{flag}"
-    top3 = ", ".join(f"{d} {p:.1%}" for d, p in reading.top3)
-    return f"{reading.source}: {reading.digit}  {reading.confidence:.1%}  (top 3: {top3}){flag}"
+    top3 = ", ".join(f"{d} {_percent(p)}" for d, p in reading.top3)
+    return f"{reading.source}: {reading.digit}  {_percent(reading.confidence)}  (top 3: {top3}){flag}"
 
 
 def _submit(args: argparse.Namespace) -> None:
