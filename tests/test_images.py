@@ -263,6 +263,9 @@ def test_a_caller_sets_a_lower_pixel_limit_which_the_header_alone_decides(tmp_pa
         Page.of(path, max_pixels=1_000_000)
     drawing(SEVEN).save(path)
     assert Page.of(path, max_pixels=200 * 200).digit.any()
+    path.write_bytes(_png_header_only(20_000, 10_000))  # beyond Pillow's own limit, which refuses it as the header opens
+    with pytest.raises(TooLarge, match="the image has 200,000,000 pixels, more than the 150,000,000 accepted"):
+        Page.of(path)
 
 
 def test_a_page_is_read_once_however_it_is_asked(tmp_path: Path) -> None:

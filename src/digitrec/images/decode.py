@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -59,8 +60,10 @@ def open_image(path: str | Path | BinaryIO, *, max_side: int | None = None, max_
         raise DigitrecError("no such file", source) from None
     except UnidentifiedImageError:
         raise DigitrecError("not a readable image (not an image, or a format Pillow cannot decode)", source) from None
-    except Image.DecompressionBombError:
-        raise TooLarge(f"the image has more pixels than the {max_pixels:,} accepted", source) from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit, met at the header before digitrec's when it is lower
+        counted = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(counted[1]):,} pixels" if counted else "more pixels"
+        raise TooLarge(f"the image has {size}, more than the {max_pixels:,} accepted", source) from None
     except Exception:
         # Pillow's decoders (and libspng) report damaged data with many exception types (OSError,
         # SyntaxError, struct.error, IndexError, EOFError, RuntimeError...) and their own wording; to the user each means
