@@ -58,6 +58,11 @@ overrides = {{ batch_size = [32] }}
     ("[[grid]]\nname = '{lr}-{momentum}'\noverrides = { lr = [0.1] }", "'grid[0].name'"),
     ("[[grid]]\nmodel = []", "'grid[0].model' is an empty list"),
     ("[[run]]\nname = 'a'", "'run[0].model' is missing: say what 'a' trains"),
+    ("[[run]]\nname = 'a'\nmodel = 'fast'\noverrides = { epochs = true }", "epochs: must be a whole number, got true, a boolean"),
+    ("data = 'nosuch:x'\n[[run]]\nname = 'a'\nmodel = 'fast'", "'data' = 'nosuch:x': unknown data source; use mnist"),
+    ("[[run]]\nname = 'a'\nmodel = 'fast'\ndata = 'npz:missing.npz'", "'run[0].data' = 'npz:missing.npz': no such file or folder"),
+    ("test = 'kaggle:missing.csv'\n[[run]]\nname = 'a'\nmodel = 'fast'", "'test' = 'kaggle:missing.csv': no such file"),
+    ("[[run]]\nname = 'a'\nmodel = 'fast'\nwatch = 'mnst'", "'run[0].watch' = 'mnst': unknown data source"),
     ("[[grid]]\nname = 'g{lr}'\noverrides = { lr = [0.1] }", "'grid[0].model' is missing"),
     ("title = ", "not valid TOML"),
     ("title = 'no runs'", "no runs"),
@@ -169,9 +174,10 @@ def test_a_run_whose_recipe_changed_is_refused_until_forced(tmp_path: Path, synt
 
 
 def test_the_cli_dry_run_lists_every_run_with_its_time_and_trains_nothing(tmp_path: Path, synthetic_npz: Path):
-    path = small_study(tmp_path, synthetic_npz)
+    path = small_study(tmp_path, synthetic_npz, epochs=1)
     result = run_cli("experiment", str(path), "--out", str(tmp_path / "runs"), "--dry-run")
     assert result.returncode == 0, result.stderr
+    assert " 1 epoch " in result.stdout and "1 epochs" not in result.stdout
     assert "cnn1/seed-0" in result.stdout and "cnn1-batch32/seed-0" in result.stdout and "to train" in result.stdout
     assert "total still to train: ~" in result.stdout
     assert not (tmp_path / "runs").exists()

@@ -11,6 +11,7 @@ import pytest
 import digitrec
 from digitrec import models, plans
 from digitrec.errors import DigitrecError
+from digitrec.inference import open_engine, resolve_device
 
 
 def test_a_preset_can_be_named_as_the_model_or_as_the_recipe_of_its_own_architecture():
@@ -79,3 +80,16 @@ def test_the_presets_are_known_without_importing_pytorch():
     script = "import sys; from digitrec import plans; plans.resolve('fast', epochs=2); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda: plans.resolve("resnet9000"), "model: unknown model"),
+    (lambda: plans.resolve(None, "turbo"), "recipe: unknown preset"),
+    (lambda: plans.resolve("fast", label_smoothing=2), "label_smoothing: must be"),
+    (lambda: resolve_device("tpu"), "device: unknown device 'tpu'"),
+    (lambda: open_engine(None, "tensorrt"), "engine: unknown engine 'tensorrt'"),
+], ids=["model", "recipe", "recipe field", "device", "engine"])
+def test_the_python_api_names_the_argument_not_the_command_lines_option(call, named: str):
+    with pytest.raises(DigitrecError) as refused:
+        call()
+    assert str(refused.value).startswith(named) and "--" not in str(refused.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import socket
 import struct
@@ -141,15 +142,19 @@ BAD_REQUESTS = {
     "a body over the limit": ({"content": b"\0" * 300_000, "headers": {"Content-Type": "image/png"}}, 413, "limit is 200,000"),
     "a decompression bomb": ({"content": _bomb_png(50_000), "headers": {"Content-Type": "image/png"}}, 413, "pixels"),
     "a form without a file": ({"files": {"name": (None, "x")}}, 400, "no file"),
+    "a malformed form": ({"content": b"no boundary here", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}}, 400,
+                         "malformed multipart form"),
 }
 
 
 @pytest.mark.parametrize(("request_args", "status", "message"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 def test_a_bad_request_is_a_4xx_with_a_json_error_saying_what_is_wrong(client: TestClient, request_args: dict, status: int,
-                                                                        message: str):
-    response = client.post("/api/predict", **request_args)
+                                                                        message: str, caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/api/predict", **request_args)
     assert response.status_code == status
     assert message in response.json()["error"]
+    assert not [record for record in caplog.records if "multipart" in record.name]  # the answer says it; the log stays quiet
 
 
 def test_a_reading_process_that_dies_is_replaced_and_its_request_answered_503(model: Path):

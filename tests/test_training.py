@@ -103,7 +103,7 @@ def test_tensorboard_gets_every_epochs_metrics_only_when_asked(tmp_path: Path, s
     assert [event.step for event in events.Scalars("val_accuracy")] == [1, 2, 3]
     assert events.Scalars("val_accuracy")[-1].value == pytest.approx(result.history[-1]["val_accuracy"])
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if it were not installed
-    with pytest.raises(DigitrecError, match="--tensorboard: needs the tensorboard package"):
+    with pytest.raises(DigitrecError, match=r"^tensorboard: needs the tensorboard package"):
         _train(tmp_path, synthetic_npz, "without", tensorboard=tmp_path / "tb")
     assert not (tmp_path / "without").exists()  # refused before anything was written
 

@@ -51,19 +51,6 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{name:<18} {count:>11,}  {preset.model} {preset.arguments}: {preset.summary}")
 
 
-@contextlib.contextmanager
-def _as_flags() -> Iterator[None]:
-    """Name a bad recipe field by the option that set it (``--label-smoothing``, not ``label_smoothing``)."""
-    from digitrec.plans import RECIPE_FIELDS
-
-    try:
-        yield
-    except DigitrecError as e:
-        if e.source in RECIPE_FIELDS:
-            raise DigitrecError(e.reason, "--" + e.source.replace("_", "-"), e.place) from None
-        raise
-
-
 def _recipe_options(args: argparse.Namespace) -> dict[str, object]:
     """The recipe fields given on the command line: the options :func:`_add_train` made from the same list."""
     from digitrec.recipes import options
@@ -124,25 +111,25 @@ def _plan(args: argparse.Namespace, overrides: dict[str, object]) -> Plan:
     """What a new run trains, from the command line."""
     from digitrec import plans
 
-    with _as_flags():
-        return plans.resolve(args.model, args.recipe, data=args.data, **overrides)
+    return plans.resolve(args.model, args.recipe, data=args.data, **overrides)
 
 
 def _estimate_training(args: argparse.Namespace, overrides: dict[str, object]) -> None:
     from digitrec import experiments, training
+    from digitrec.recipes import epochs_text
 
     if args.resume:
         raise DigitrecError("times a new run; a run being resumed times itself as it goes", "--dry-run")
     plan = _plan(args, overrides)
     per_epoch = training.seconds_per_epoch(plan, plan.data, args.data_dir, device=args.device)
-    print(f"{plan.model}, {plan.recipe.epochs} epochs on {plan.data}: ~{experiments.duration(per_epoch * plan.recipe.epochs)} "
+    print(f"{plan.model}, {epochs_text(plan.recipe.epochs)} on {plan.data}: ~{experiments.duration(per_epoch * plan.recipe.epochs)} "
           f"of training on this machine (~{experiments.duration(per_epoch)} an epoch, from a few timed steps; nothing trained)")
 
 
 def _ensemble(args: argparse.Namespace) -> None:
     from digitrec import training
 
-    presets = args.recipe.split(",") if args.recipe else training.ENSEMBLE_PRESETS
+    presets = args.presets.split(",") if args.presets else training.ENSEMBLE_PRESETS
     members = training.ENSEMBLE_MEMBERS if args.members is None else args.members
     with _launched(args.device) as group:
         result = training.train_ensemble(presets, members, out=args.out, seed=args.seed, data_spec=args.data,
@@ -377,7 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_ensemble, _add_evaluate, _add_predict, _add_explain, _add_submit, _add_serve, _add_experiment,
                 _add_export, _add_compare, _add_data):
         add(commands)
+    _know_flags(parser)
     return parser
+
+
+def _know_flags(parser: argparse.ArgumentParser) -> None:
+    """Let each command name a bad argument by its option: the Python API says ``label_smoothing`` or ``max_batch``
+    (the argument, the recipe field), the command line ``--label-smoothing`` or ``--max-batch``."""
+    flags = {action.dest: max(action.option_strings, key=len) for action in parser._actions if action.option_strings}
+    parser.set_defaults(flags=flags)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _know_flags(command)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -417,7 +416,7 @@ def _add_ensemble(commands: argparse._SubParsersAction) -> None:
 
     n = commands.add_parser("ensemble", help="train several models and combine them into one")
     n.add_argument("--members", type=int, help="how many models to train and combine (default: 4)")
-    n.add_argument("--recipe", metavar="PRESET[,PRESET...]",
+    n.add_argument("--recipe", dest="presets", metavar="PRESET[,PRESET...]",
                    help=f"member N uses the Nth preset, cycling; presets: {', '.join(PRESETS)} (default: default)")
     n.add_argument("--data", default="mnist", help=DATA_HELP)
     n.add_argument("--data-dir", help=DATA_DIR_HELP)
@@ -569,7 +568,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         args.run(args)
     except DigitrecError as e:
-        print(f"digitrec: error: {e}", file=sys.stderr)
+        flag = args.flags.get(e.source)
+        print(f"digitrec: error: {DigitrecError(e.reason, flag, e.place) if flag else e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

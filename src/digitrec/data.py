@@ -487,6 +487,25 @@ def load_image_folder(root: str | Path) -> Digits:
     return Digits(images, np.array(labels, dtype=np.int64), root.name, _file_checksum(*paths))
 
 
+def source_of(spec: str) -> tuple[str, str]:
+    """What a data spec names: (kind, location), kind one of ``mnist``, ``kaggle-mnist``, ``npz``, ``kaggle`` or ``folder``
+    (location: a path, or "" for MNIST's own folder). An unknown kind or a path that is not there is refused here,
+    before anything is read."""
+    kind, sep, location = spec.partition(":")
+    if not sep:
+        if spec in ("mnist", "kaggle-mnist"):
+            return spec, ""
+        location, path = spec, Path(spec)
+        kind = {".npz": "npz", ".csv": "kaggle"}.get(path.suffix.lower(), "folder" if path.is_dir() else "")
+    if kind == "mnist":
+        return kind, location
+    if kind not in ("npz", "kaggle", "folder"):
+        raise DigitrecError("unknown data source; use mnist, kaggle-mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
+    if not Path(location).exists():
+        raise DigitrecError("no such file or folder", location or spec)
+    return kind, location
+
+
 def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None = None) -> Digits:
     """Load digits named by a data spec.
 
@@ -495,20 +514,11 @@ def load(spec: str = "mnist", part: str = "train", data_dir: str | Path | None =
     or a bare path whose kind is told by its suffix (``.npz``, ``.csv``) or by being a folder.
     ``part`` picks ``train`` or ``test`` where a source has both.
     """
-    kind, sep, location = spec.partition(":")
-    if not sep:
-        if spec == "mnist":
-            return load_mnist(part, data_dir)
-        if spec == "kaggle-mnist":  # Kaggle's train.csv rebuilt from MNIST; its test part is MNIST's labelled test set
-            return load_kaggle_csv(kaggle_from_mnist(data_dir) / "train.csv") if part == "train" else load_mnist("test", data_dir)
-        location, path = spec, Path(spec)
-        kind = {".npz": "npz", ".csv": "kaggle"}.get(path.suffix.lower(), "folder" if path.is_dir() else "")
+    kind, location = source_of(spec)
     if kind == "mnist":
         return load_mnist(part, location or data_dir)
-    if kind not in ("npz", "kaggle", "folder"):
-        raise DigitrecError("unknown data source; use mnist, kaggle-mnist, npz:PATH, kaggle:PATH or folder:DIR", spec)
-    if not Path(location).exists():
-        raise DigitrecError("no such file or folder", location or spec)
+    if kind == "kaggle-mnist":  # Kaggle's train.csv rebuilt from MNIST; its test part is MNIST's labelled test set
+        return load_kaggle_csv(kaggle_from_mnist(data_dir) / "train.csv") if part == "train" else load_mnist("test", data_dir)
     if kind == "npz":
         return load_npz(location, part)
     if kind == "kaggle":

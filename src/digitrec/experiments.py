@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from digitrec import plans, rundir
 from digitrec.errors import DigitrecError
 from digitrec.plans import Plan
-from digitrec.recipes import Recipe
+from digitrec.recipes import Recipe, epochs_text
 
 if TYPE_CHECKING:
     from digitrec.distributed import Group
@@ -122,9 +122,9 @@ def load(path: str | Path) -> Experiment:
         raise DigitrecError(f"not valid TOML ({e})", source) from None
     _known(table, TOP_KEYS, source, "")
     seeds = _seeds(table.get("seeds", [0]), source, "seeds")
-    data = _text(table["data"], source, "data") if "data" in table else None  # None: each model's own (MNIST but for Kaggle's seeds)
+    data = _data(table["data"], source, "data") if "data" in table else None  # None: each model's own (MNIST but for Kaggle's seeds)
     common = _table(table.get("overrides", {}), source, "overrides")
-    watch = _text(table["watch"], source, "watch") if "watch" in table else None
+    watch = _data(table["watch"], source, "watch") if "watch" in table else None
     runs: list[RunSpec] = []
     for index, entry in enumerate(_tables(table.get("run", []), source, "run")):
         runs.append(_run(entry, source, f"run[{index}]", seeds, data, watch, common))
@@ -137,8 +137,9 @@ def load(path: str | Path) -> Experiment:
     if twice:
         raise DigitrecError(f"two runs are named {twice[0]!r}; every run needs its own name", source)
     texts = {key: _text(table.get(key, default), source, key)
-             for key, default in (("title", path.stem), ("description", ""), ("test", "mnist"), ("notes", ""))}
-    return Experiment(path, texts["title"], texts["description"], texts["test"], tuple(runs), texts["notes"])
+             for key, default in (("title", path.stem), ("description", ""), ("notes", ""))}
+    test = _data(table.get("test", "mnist"), source, "test")
+    return Experiment(path, texts["title"], texts["description"], test, tuple(runs), texts["notes"])
 
 
 def _known(table: dict[str, Any], keys: set[str], source: str, where: str) -> None:
@@ -151,6 +152,17 @@ def _known(table: dict[str, Any], keys: set[str], source: str, where: str) -> No
 def _text(value: Any, source: str, key: str) -> str:
     if not isinstance(value, str):
         raise DigitrecError(f"{key!r} must be a string, not {_kind(value)}", source)
+    return value
+
+
+def _data(value: Any, source: str, key: str) -> str:
+    """A data spec, checked now (its kind, and that its file is there), so that a typo is named by its key before any training."""
+    from digitrec.data import source_of
+
+    try:
+        source_of(_text(value, source, key))
+    except DigitrecError as e:
+        raise DigitrecError(f"{key!r} = {value!r}: {e.reason}", source) from None
     return value
 
 
@@ -197,7 +209,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
     model = _text(entry["model"], source, f"{where}.model") if "model" in entry else None
     arguments = _table(entry["arguments"], source, f"{where}.arguments") if "arguments" in entry else None
     overrides = {**common, **_table(entry.get("overrides", {}), source, f"{where}.overrides")}
-    run_data = _text(entry["data"], source, f"{where}.data") if "data" in entry else data
+    run_data = _data(entry["data"], source, f"{where}.data") if "data" in entry else data
     published = entry.get("published")
     if published is not None and (isinstance(published, bool) or not isinstance(published, int | float) or not 0 <= published <= 100):
         raise DigitrecError(f"'{where}.published' must be an accuracy in % (0-100), not {published!r}", source)
@@ -212,7 +224,7 @@ def _run(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...],
         raise DigitrecError(f"'{where}' ({name}): {e}", source) from None
     return RunSpec(name, model or recipe, plan, _seeds(entry.get("seeds", list(seeds)), source, f"{where}.seeds"),
                    float(published) if published is not None else None, _text(entry.get("source", ""), source, f"{where}.source"),
-                   published_on, _text(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
+                   published_on, _data(entry["watch"], source, f"{where}.watch") if "watch" in entry else watch)
 
 
 def _grid(entry: dict[str, Any], source: str, where: str, seeds: tuple[int, ...], data: str | None, watch: str | None,
@@ -368,7 +380,7 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
             continue
         prefix = f"[{number}/{len(planned)}] {item.label}"
         if item.status == "finished":
-            log(f"{prefix}: finished already ({item.done} epochs); kept")
+            log(f"{prefix}: finished already ({epochs_text(item.done)}); kept")
         elif item.status == "copy":
             log(f"{prefix}: trained identically in {item.origin}; copied")
             shutil.copytree(item.origin, item.run_dir)  # a copy, so that each experiment's folder stands alone
@@ -380,7 +392,7 @@ def run(experiment: Experiment, out: str | Path, report_dir: str | Path, *, forc
                 log(f"{prefix}: trained again (--force; it held {item.detail})")
                 shutil.rmtree(item.run_dir)
             else:
-                log(f"{prefix}: training {item.spec.plan.model}, {item.spec.plan.recipe.epochs} epochs")
+                log(f"{prefix}: training {item.spec.plan.model}, {epochs_text(item.spec.plan.recipe.epochs)}")
             training.train(item.spec.plan, data_spec=item.spec.data, out=item.run_dir, seed=item.seed, device=device,
                            watch=item.spec.watch, progress=progress, log=log)
         if not _evaluated(item.run_dir, test_name):
@@ -408,7 +420,7 @@ def describe(planned: list[Planned], estimates: dict[str, float]) -> str:
         what = {"new": "to train", "finished": "finished, kept", "resume": f"to resume after epoch {item.done}",
                 "differs": f"differs ({item.detail}): --force trains it again",
                 "copy": f"to copy from {item.origin.parents[1].name if item.origin else ''}"}[item.status]
-        lines.append(f"{item.label:<32} {item.spec.plan.model:<18} {recipe.epochs:>3} epochs  {what:<28} "
+        lines.append(f"{item.label:<32} {item.spec.plan.model:<18} {epochs_text(recipe.epochs):>10}  {what:<28} "
                      f"~{duration(estimates[item.label])}")
     lines.append(f"total still to train: ~{duration(sum(estimates.values()))} on this machine")
     return "\n".join(lines)

@@ -36,11 +36,11 @@ METADATA_KEY = "digitrec"
 def resolve_device(device: str = "auto") -> str:
     """The device to run on: ``auto`` (CUDA, else Apple's MPS, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 
-    An unknown or absent device is a one-line error naming ``--device``, never a PyTorch traceback.
+    An unknown or absent device is a one-line error naming ``device``, never a PyTorch traceback.
     """
     kind, colon, index = str(device).partition(":")
     if kind not in ("auto", "cpu", "cuda", "mps") or (colon and (kind != "cuda" or not index.isdigit())):
-        raise DigitrecError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps", "--device")
+        raise DigitrecError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps", "device")
     if kind == "cpu":
         return "cpu"
     import torch
@@ -49,11 +49,11 @@ def resolve_device(device: str = "auto") -> str:
     if kind == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if kind == "mps" and not has_mps:
-        raise DigitrecError("Apple's MPS was asked for but this machine has none", "--device")
+        raise DigitrecError("Apple's MPS was asked for but this machine has none", "device")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise DigitrecError("CUDA was asked for but no CUDA device is available", "--device")
+        raise DigitrecError("CUDA was asked for but no CUDA device is available", "device")
     if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise DigitrecError(f"there is no {device}: this machine has {torch.cuda.device_count()} CUDA device(s)", "--device")
+        raise DigitrecError(f"there is no {device}: this machine has {torch.cuda.device_count()} CUDA device(s)", "device")
     return str(device)
 
 
@@ -258,16 +258,15 @@ def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cp
     the library's default, one per core).
     """
     if engine not in ENGINES:
-        raise DigitrecError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}", "--engine")
+        raise DigitrecError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}", "engine")
     path = bundled_model("torch" if engine == "torch" or device not in ("cpu", "auto") else engine) if path is None else Path(path)
     onnx_file = path.suffix == ".onnx"
     if engine == "onnx" or onnx_file:
         if device not in ("cpu", "auto"):  # digitrec runs ONNX Runtime's CPU provider only
-            raise DigitrecError(f"ONNX Runtime runs on the CPU here; use --engine torch with a checkpoint for --device {device}",
-                                "--device")
+            raise DigitrecError(f"ONNX Runtime runs on the CPU here; {device!r} needs the torch engine and a checkpoint", "device")
         if onnx_file:
             if engine == "torch":
-                raise DigitrecError("an ONNX file runs on ONNX Runtime; give the checkpoint for --engine torch", str(path))
+                raise DigitrecError("an ONNX file runs on ONNX Runtime; the torch engine needs the checkpoint", str(path))
             return OnnxEngine(path, threads)
     device = "cpu" if engine == "onnx" else resolve_device(device)
     if engine != "torch" and path.is_dir() and device == "cpu":
@@ -277,5 +276,5 @@ def open_engine(path: str | Path | None, engine: str = "auto", device: str = "cp
         if engine == "onnx":
             raise DigitrecError("no current final.onnx in this run directory; make one with `digitrec export`", str(path))
     elif engine == "onnx":
-        raise DigitrecError("--engine onnx needs an .onnx file or a run directory with final.onnx", str(path))
+        raise DigitrecError("the onnx engine needs an .onnx file or a run directory with final.onnx", str(path))
     return TorchEngine.open(path, device, threads)

@@ -75,9 +75,9 @@ def _architecture(name: str) -> Plan:
 
     spec = models.REGISTRY.get(name)
     if spec is None:
-        raise DigitrecError(f"unknown model {name!r}; `digitrec models` lists the architectures and presets", "--model")
+        raise DigitrecError(f"unknown model {name!r}; `digitrec models` lists the architectures and presets", "model")
     if spec.composite:
-        raise DigitrecError(f"{name!r} is combined from trained models, not trained itself: use `digitrec ensemble`", "--model")
+        raise DigitrecError(f"{name!r} is combined from trained models, not trained itself: use `digitrec ensemble`", "model")
     return Plan(name, {}, spec.recipe, spec.summary, spec.data)
 
 
@@ -96,10 +96,10 @@ def resolve(model: str | None = None, recipe: str | Recipe | None = None, *, dat
     """
     if isinstance(recipe, str):
         if recipe not in PRESETS:
-            raise DigitrecError(f"unknown preset {recipe!r}; choose from {', '.join(PRESETS)}", "--recipe")
+            raise DigitrecError(f"unknown preset {recipe!r}; choose from {', '.join(PRESETS)}", "recipe")
         plan = PRESETS[recipe]
         if model is not None and model not in (recipe, plan.model):
-            raise DigitrecError(f"the {recipe} preset trains {plan.model}, not {model}: give a model or a preset, not both", "--recipe")
+            raise DigitrecError(f"the {recipe} preset trains {plan.model}, not {model}: give a model or a preset, not both", "recipe")
     elif model is None or model in PRESETS:
         plan = PRESETS[model or DEFAULT]
     else:

@@ -43,11 +43,18 @@ def options() -> list[Option]:
             for cls in (Recipe, Augment) for f in fields(cls) if "doc" in f.metadata]
 
 
+def epochs_text(count: int) -> str:
+    """``count`` epochs as a person writes it: "1 epoch", "3 epochs"."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def _number(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False,
             whole: bool = False) -> None:
     """Refuse ``value`` unless it is a finite number (whole if asked) in the interval from ``low`` to ``high``."""
     kind = "a whole number" if whole else "a finite number"
-    if isinstance(value, bool) or not isinstance(value, Integral if whole else Real) or not math.isfinite(value):
+    if isinstance(value, bool):  # an int to Python: TOML's `epochs = true` is told it is a boolean
+        raise DigitrecError(f"must be {kind}, got {str(value).lower()}, a boolean", name)
+    if not isinstance(value, Integral if whole else Real) or not math.isfinite(value):
         raise DigitrecError(f"must be {kind}, got {value!r}", name)
     if value < low or (low_open and value == low) or value > high or (high_open and value == high):
         left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"

@@ -30,7 +30,7 @@ from digitrec.distributed import ALONE, Group
 from digitrec.errors import DigitrecError, TrainingInterrupted
 from digitrec.inference import current_export, file_digest, resolve_device
 from digitrec.plans import Plan
-from digitrec.recipes import Recipe
+from digitrec.recipes import Recipe, epochs_text
 from digitrec.tasks import Task
 
 
@@ -347,7 +347,7 @@ def train(plan: Plan | None = None, *, data_spec: str | None = None, data_dir: s
     """
     plan = plan or plans.resolve()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DigitrecError(f"must be a whole number >= 0, got {seed!r}", "--seed")
+        raise DigitrecError(f"must be a whole number >= 0, got {seed!r}", "seed")
     dev = pick_device(device)
     config = {
         "model": plan.model,
@@ -433,9 +433,9 @@ def _resumable(run_dir: Path, epochs: int | None) -> tuple[dict[str, Any], dict[
     done = saved["epoch"] if saved else 0
     if epochs is not None and epochs != recipe.epochs:
         if saved and saved["finished"] and done < recipe.epochs:
-            raise DigitrecError(f"stopped early at epoch {done} (no validation gain): more epochs would not continue it", "--epochs")
+            raise DigitrecError(f"stopped early at epoch {done} (no validation gain): more epochs would not continue it", "epochs")
         if epochs < max(done, 1):
-            raise DigitrecError(f"this run has trained {done} epochs already; --epochs must be at least that", "--epochs")
+            raise DigitrecError(f"this run has trained {epochs_text(done)} already: epochs must be at least that", "epochs")
         config["recipe"] = replace(recipe, epochs=epochs).to_dict()
         if saved:
             saved["finished"] = False
@@ -482,7 +482,7 @@ def _run(run_dir: Path, config: dict[str, Any], digits: data.Digits, dev: torch.
             writer.write(history, state.model_for_use, improved, calibration)
             _save_state(state, run_dir, group)
             if state.stopped_early(recipe):
-                log(f"early stopping: no validation gain for {state.since_best} epochs")
+                log(f"early stopping: no validation gain for {epochs_text(state.since_best)}")
 
     if group.leader:
         if len(history) > 1:  # a one-point curve says nothing, and importing matplotlib takes most of a second
@@ -618,7 +618,7 @@ def _summary_writer_class() -> type:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise DigitrecError("needs the tensorboard package: pip install tensorboard (or 'digitrec[tensorboard]')",
-                            "--tensorboard") from None
+                            "tensorboard") from None
     return SummaryWriter
 
 
@@ -665,9 +665,9 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
     """
     presets = [presets] if isinstance(presets, str) else list(presets)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise DigitrecError(f"an ensemble needs at least one member, got {members}", "--members")
+        raise DigitrecError(f"an ensemble needs at least one member, got {members}", "members")
     if not presets:
-        raise DigitrecError("an ensemble needs at least one preset", "--recipe")
+        raise DigitrecError("an ensemble needs at least one preset", "presets")
     chosen = [plans.resolve(recipe=name, data=data_spec) for name in presets]
     pick_device(device)
     if out is None and (launch := distributed.run_id()):

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -362,13 +363,15 @@ def create_app(model: str | Path | None = None, *, workers: int | None = None, m
     The model is loaded here first, so that a bad one fails now, with one error; the reading
     processes start with the app (or at its first reading) and load their own copies.
     """
+    for parser in ("python_multipart", "multipart"):  # it warns of every malformed form, which the 400 answer already names
+        logging.getLogger(parser).setLevel(logging.ERROR)
     loaded = predict.load(model, threshold=threshold, threads=1)
     meta, name = loaded.meta, _model_name(loaded)
     workers = cores() if workers is None else workers
     if workers < 1:
-        raise DigitrecError(f"{workers} workers: at least one process must read", "--workers")
+        raise DigitrecError(f"{workers} workers: at least one process must read", "workers")
     if max_batch < 1:
-        raise DigitrecError(f"{max_batch} inputs a batch: at least one must be allowed", "--max-batch")
+        raise DigitrecError(f"{max_batch} inputs a batch: at least one must be allowed", "max_batch")
     readers = _Readers(workers, (None if model is None else str(Path(model).resolve()), threshold, max_pixels))
     app = FastAPI(title="digitrec", description="Reads handwritten digits: draw one on the page, or POST an image.",
                   version=str(meta.get("versions", {}).get("digitrec", "")), lifespan=readers.lifespan)
