@@ -230,9 +230,9 @@ def test_ensemble_members_cycle_through_the_given_presets_with_consecutive_seeds
 
 
 @pytest.mark.parametrize(("presets", "members", "message"), [
-    ("fast", 0, "at least one member"),
-    (["fast", "fastest"], 2, "unknown preset 'fastest'"),
-    ([], 2, "at least one preset"),
+    ("fast", 0, "^members: an ensemble needs at least one member"),
+    (["fast", "fastest"], 2, "^presets: unknown preset 'fastest'"),
+    ([], 2, "^presets: an ensemble needs at least one preset"),
 ])
 def test_a_bad_ensemble_is_refused_before_anything_is_written(tmp_path: Path, presets, members: int, message: str):
     with pytest.raises(DigitrecError, match=message):

@@ -668,7 +668,10 @@ def train_ensemble(presets: str | Sequence[str] = ENSEMBLE_PRESETS, members: int
         raise DigitrecError(f"an ensemble needs at least one member, got {members}", "members")
     if not presets:
         raise DigitrecError("an ensemble needs at least one preset", "presets")
-    chosen = [plans.resolve(recipe=name, data=data_spec) for name in presets]
+    try:
+        chosen = [plans.resolve(recipe=name, data=data_spec) for name in presets]
+    except DigitrecError as e:  # named as this function's argument (the CLI's --recipe), not plans.resolve's
+        raise DigitrecError(e.reason, "presets" if e.source == "recipe" else e.source, e.place) from None
     pick_device(device)
     if out is None and (launch := distributed.run_id()):
         out = rundir.launched_run_dir("ensemble", launch)
