@@ -346,7 +346,7 @@ class Predictor:
         """A written number, its digits read left to right (:meth:`_number_digits`); flagged where the two readers
         count its digits differently, since then one of them has dropped or invented a digit."""
         probabilities, pieces, counts = self._number_digits(page)
-        reading = self._number(source, probabilities, page.nothing)
+        reading = self._number(source, probabilities) if len(probabilities) else _no_ink(source, multi=True, why=page.nothing)
         if counts is not None:
             doubt = f"the digit model counts {counts[0]} digits, the row reader {counts[1]}"
             reading.uncertain, reading.reason = True, f"{doubt}; {reading.reason}" if reading.reason else doubt
@@ -380,9 +380,7 @@ class Predictor:
                 return probabilities, pieces, counts
         return probabilities, pieces, None
 
-    def _number(self, source: str, probabilities: np.ndarray, nothing: str | None) -> Reading:
-        if not len(probabilities):
-            return _no_ink(source, multi=True, why=nothing)
+    def _number(self, source: str, probabilities: np.ndarray) -> Reading:
         digits = [self._reading(f"{source}#{i + 1}", p) for i, p in enumerate(probabilities)]
         confidence = float(np.prod([d.confidence for d in digits]))
         number = "".join("?" if d.digit is None else str(d.digit) for d in digits)

@@ -112,9 +112,9 @@ class Page:
         """Why the page holds nothing to read, where it holds nothing: ``"blank"`` (nothing stands out of the
         paper), ``"specks"`` (only dust), ``"lines"`` (only the lines of squared or ruled paper, a grid or a
         form's boxes, all dropped), ``"dot"`` (one dot alone). None where there is ink to read."""
-        if not self.blank:
-            return None
-        return "blank" if self._digit is not None else self._found.nothing or "blank"
+        if self._digit is not None:
+            return None if self._digit.any() else "blank"
+        return self._found.nothing  # (not from the digit: a number's reading never makes it)
 
     @_kept
     def count(self) -> int:
