@@ -132,9 +132,8 @@ def _name(item: Any, index: int) -> str:
 
 
 # What a reading says of a page that holds nothing to read, by why (images.Page.nothing): a page whose ink was
-# all taken for lines or dust is never called blank
+# all taken for lines is never called blank
 NOTHING = {"blank": "no ink found: a blank image",
-           "specks": "no digit found: only specks of dust stand out of the paper",
            "lines": "no digit found: only lines (of a grid, a form or ruled paper), which are not read",
            "dot": "no digit found: only a dot"}
 

@@ -77,10 +77,8 @@ class Page:
         stands_out = ink.threshold(levels, contrast, scan)
         cleaned = None if stands_out is None else clean.cleaned(stands_out, scan)
         # squared paper alone, or a dot on a blank page, is no ink
-        if stands_out is None or cleaned is None:
+        if stands_out is None or cleaned is None or not stands_out.found:
             nothing = "blank"
-        elif not stands_out.found:
-            nothing = "specks"
         elif not cleaned.found:
             nothing = "lines"
         else:
@@ -110,8 +108,8 @@ class Page:
     @property
     def nothing(self) -> str | None:
         """Why the page holds nothing to read, where it holds nothing: ``"blank"`` (nothing stands out of the
-        paper), ``"specks"`` (only dust), ``"lines"`` (only the lines of squared or ruled paper, a grid or a
-        form's boxes, all dropped), ``"dot"`` (one dot alone). None where there is ink to read."""
+        paper), ``"lines"`` (only the lines of squared or ruled paper, a grid or a form's boxes, all dropped),
+        ``"dot"`` (one dot alone). None where there is ink to read."""
         if self._digit is not None:
             return None if self._digit.any() else "blank"
         return self._found.nothing  # (not from the digit: a number's reading never makes it)
