@@ -80,9 +80,12 @@ def test_a_page_with_nothing_to_read_says_why_and_is_called_blank_only_when_it_i
     squared[10::24] = squared[:, 10::24] = 150
     ruled[20::30] = 120
     dot[140:146, 140:146] = 0
-    reasons = [reading.reason for reading in digitrec.load().read([squared, ruled, dot, np.full((100, 100), 255, np.uint8)])]
+    busy = np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)  # a group photo was "a blank image" too
+    pages = [squared, ruled, dot, busy, np.full((100, 100), 255, np.uint8)]
+    reasons = [reading.reason for reading in digitrec.load().read(pages)]
     assert reasons == ["no digit found: only lines (of a grid, a form or ruled paper), which are not read"] * 2 + [
-        "no digit found: only a dot", "no ink found: a blank image"]
+        "no digit found: only a dot", "no digit found: the whole image is busy, and no pen strokes stand out of it",
+        "no ink found: a blank image"]
     assert digitrec.load().read(squared, multi=True)[0].reason == reasons[0]
 
 

@@ -134,6 +134,7 @@ def _name(item: Any, index: int) -> str:
 # What a reading says of a page that holds nothing to read, by why (images.Page.nothing): a page whose ink was
 # all taken for lines is never called blank
 NOTHING = {"blank": "no ink found: a blank image",
+           "busy": "no digit found: the whole image is busy, and no pen strokes stand out of it",
            "lines": "no digit found: only lines (of a grid, a form or ruled paper), which are not read",
            "dot": "no digit found: only a dot"}
 

@@ -283,22 +283,24 @@ def ink_levels(level: np.ndarray, scan: bool) -> tuple[np.ndarray, np.ndarray]:
     return farther, paper.flatten(level, _ink_side(level, paper), _min3, _max3)
 
 
-def threshold(ink: np.ndarray, contrast: float, scan: bool) -> Ink | None:
+def threshold(ink: np.ndarray, contrast: float, scan: bool) -> Ink | str:
     """The ink of an image's ink levels (:func:`ink_levels`), stretched to 0-1, in components, specks dropped;
-    None where nothing stands out of the paper by ``MIN_CONTRAST`` and ``MIN_SNR`` times its grain.
+    or, where nothing stands out of the paper by ``MIN_CONTRAST`` and ``MIN_SNR`` times its grain, why not:
+    ``"blank"`` (nothing differs from the paper, or too faintly to be ink) or ``"busy"`` (strong differences
+    all over, none standing out of the image's own texture as strokes would: a photo of a scene, a pattern).
 
     A scan's strokes keep their grey levels (soft, blurred or one pixel wide, they are the digit); a bigger
     image's are thresholded (Otsu) into full ink.
     """
     top = float(ink.max())
     if top <= 0:
-        return None
+        return "blank"
     levels = np.clip(ink * np.float32(256 / top), 0, 255).astype(np.uint8)  # 256 even bins over 0..top
     otsu, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     cut = (otsu + 1) * top / 256  # the lowest ink level above the boundary of Otsu's two classes
     mask = levels > otsu
     if mask.all():
-        return None
+        return "blank"
     peak = float(_order(ink[mask], 0.9))
     # the paper's grain, measured away from the strokes' anti-aliased rims; none where there is no such paper
     away = ~near(mask)
@@ -307,8 +309,10 @@ def threshold(ink: np.ndarray, contrast: float, scan: bool) -> Ink | None:
         paper_levels = ink[away]
     # too little paper to tell grain from ink (a crop of a 1 a few pixels wide): no grain to beat
     noise = 1.4826 * float(_order(np.abs(paper_levels - _order(paper_levels, 0.5)), 0.5)) if paper_levels.size >= MIN_PAPER else 0.0
-    if peak * contrast < MIN_CONTRAST or peak < MIN_SNR * noise:
-        return None
+    if peak * contrast < MIN_CONTRAST:
+        return "blank"
+    if peak < MIN_SNR * noise:
+        return "busy"
     if scan:
         # a stroke is the faint ink joined to a clear part (hysteresis): a blurred stroke stays whole
         components = label(ink > SCAN_FAINT * cut)

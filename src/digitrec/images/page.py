@@ -75,11 +75,11 @@ class Page:
         scan = ink.a_scan(level)
         farther, levels = ink.ink_levels(level, scan)
         stands_out = ink.threshold(levels, contrast, scan)
-        cleaned = None if stands_out is None else clean.cleaned(stands_out, scan)
+        if isinstance(stands_out, str):  # nothing stands out of the paper, and why
+            return _Found(planes, farther, levels, None, ink.blank(levels.shape), stands_out)
+        cleaned = clean.cleaned(stands_out, scan)
         # squared paper alone, or a dot on a blank page, is no ink
-        if stands_out is None or cleaned is None or not stands_out.found:
-            nothing = "blank"
-        elif not cleaned.found:
+        if not cleaned.found:
             nothing = "lines"
         else:
             nothing = "dot" if ink.a_dot(cleaned, pixels.shape[0] / levels.shape[0]) else None
@@ -108,8 +108,9 @@ class Page:
     @property
     def nothing(self) -> str | None:
         """Why the page holds nothing to read, where it holds nothing: ``"blank"`` (nothing stands out of the
-        paper), ``"lines"`` (only the lines of squared or ruled paper, a grid or a form's boxes, all dropped),
-        ``"dot"`` (one dot alone). None where there is ink to read."""
+        paper), ``"busy"`` (nothing stands out of the image's own texture: a photo of a scene), ``"lines"`` (only
+        the lines of squared or ruled paper, a grid or a form's boxes, all dropped), ``"dot"`` (one dot alone).
+        None where there is ink to read."""
         if self._digit is not None:
             return None if self._digit.any() else "blank"
         return self._found.nothing  # (not from the digit: a number's reading never makes it)
