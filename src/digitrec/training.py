@@ -773,8 +773,8 @@ def _train_epoch(state: RunState, recipe: Recipe, task: Task, epoch: int, bar: A
             continue
         mine = batch[group.share(len(batch))]
         x, target, shared = task.inputs(state.generator, batch, mine, epoch, group)
-        lr = state.schedule.at((epoch - 1) * steps + step)
-        momentum = state.schedule.momentum_at((epoch - 1) * steps + step)
+        so_far = (epoch - 1) * steps + step  # steps of the whole run before this one
+        lr, momentum = state.schedule.at(so_far), state.schedule.momentum_at(so_far)
         for group_of_params in optimizer.param_groups:
             group_of_params["lr"] = lr
             if momentum is not None:
